@@ -23,14 +23,20 @@ Network (NT stax)::
     Erf()
     Dense(1, W_std=sigma_w_out, b_std=sigma_b_out)
 
-Timing: both sides are timed from the raw inputs X to K^out (fieldres: input_kernel
-followed by resnet_kernels, under one jax.jit). "compile" is the first call minus the
-median of the later calls (i.e. tracing + XLA compilation); "run" is the median of
-``--repeats`` calls after the first, each ended by ``block_until_ready``. NT is timed
-in each of ``--nt-modes`` (plain ``jax.jit(kernel_fn, static_argnames="get")`` and
-``nt.batch``) and its fastest mode (by run time) is reported. A throw-away warm-up runs
-first on both sides. Runs are sequential (NT first, then fieldres) on the same
-machine; compare ratios measured within one invocation.
+Timing: both sides are timed from the raw inputs X to K^out, in float64, each case NT
+first and fieldres right after it (the NT worker is driven case by case), so that load
+on a shared machine hits both alike -- compare ratios measured within one invocation.
+Each side is timed in several modes and its fastest (by run time) is reported:
+NT ``jit`` (``jax.jit(kernel_fn, static_argnames="get")``, ``get="nngp"``) and
+``nt.batch(kernel_fn, batch_size=P//2)`` (``--nt-modes``); fieldres ``direct`` (the
+public API as called, it jits internally; input validation included) and ``jit``
+(input_kernel + resnet_kernels under one outer ``jax.jit``, depth static, rho traced).
+For the jit modes "compile" is the AOT ``lower(...).compile()`` wall time (tracing +
+lowering + XLA) and "run" the median of ``--repeats`` calls of the compiled function
+(each ended by ``block_until_ready``); for the other modes compile = first call minus
+that median. A throw-away warm-up runs first on both sides. The JSON keeps every
+mode's numbers. The kernels are also checked against an independent NumPy float64
+recursion (column ``max|K_NT-ref|``).
 
 Usage::
 
@@ -53,6 +59,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +74,13 @@ NT_REQUIREMENTS = ["jax==0.5.3", "jaxlib==0.5.3", "neural-tangents==0.6.5", "tf2
 NT_VERSIONS = {"jax": "0.5.3", "neural_tangents": "0.6.5"}
 
 FIELDRES_MODES = ("direct", "jit")
+
+TIMING_DEFINITION = (
+    "both sides timed from X to K_out, each case NT then fieldres back to back; jit modes: "
+    "compile = AOT lower().compile() wall time, run = median over calls of the compiled "
+    "function; other modes (nt.batch, fieldres direct): compile = first call - median of "
+    "later calls; each side reports its fastest mode by run time"
+)
 
 HYPER = dict(
     sigma_w2=1.25,
@@ -90,7 +104,8 @@ def _venv_python(venv: Path) -> Path:
 
 
 def _worker_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    drop = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONWARNINGS"] = "ignore"
@@ -124,7 +139,8 @@ def ensure_nt_venv(venv: Path, install: bool, python311: str) -> Path:
     if not install:
         log(f"NT venv {venv} not usable ({problem}); rerun without --no-install to create it.")
         sys.exit(2)
-    log(f"NT venv {venv} not usable ({problem.splitlines()[0]}); installing (TensorFlow ~2.7 GB) ...")
+    log(f"NT venv {venv} not usable ({problem.splitlines()[0]})")
+    log("installing it (pulls TensorFlow, ~2.7 GB) ...")
     exe = shutil.which(python311) or python311
     if not _venv_python(venv).exists():
         rc = subprocess.run([exe, "-m", "venv", str(venv)]).returncode
@@ -172,109 +188,138 @@ def numpy_reference(x, rho, depth, h=HYPER):
     return h["sigma_w2_out"] * _c_erf(k) + h["sigma_b2_out"]
 
 
+# --------------------------------------------------------------------------- timing
+
+
+def _time(f, x, repeats, budget_s, compile_fn=None):
+    """(output, timings) of f(x).
+
+    With ``compile_fn`` (AOT: returns the compiled callable) compile is its wall time and
+    every call counts as a run; without it compile = first call - median of later calls.
+    """
+    import jax
+
+    timing = {}
+    if compile_fn is not None:
+        t0 = time.perf_counter()
+        f = compile_fn()
+        timing["compile_s"] = time.perf_counter() - t0
+        timing["compile_method"] = "aot lower().compile()"
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(f(x))
+    first = time.perf_counter() - t0
+    runs = [first] if compile_fn is not None else []
+    t_start = time.perf_counter()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(x))
+        runs.append(time.perf_counter() - t0)
+        if len(runs) >= 3 and time.perf_counter() - t_start > budget_s:
+            break
+    timing["run_s"] = statistics.median(runs)
+    timing["runs_s"] = runs
+    timing["first_call_s"] = first
+    if compile_fn is None:
+        timing["compile_s"] = max(first - timing["run_s"], 0.0)
+        timing["compile_method"] = "first call - median run"
+    return out, timing
+
+
 # --------------------------------------------------------------------------- fieldres side
 
 
-def _time(f, args, repeats, budget_s):
-    import jax
+class FieldresSide:
+    """K^out and timings from fieldres, in this interpreter, float64.
 
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(f(*args))
-    first = time.perf_counter() - t0
-    runs = []
-    t_start = time.perf_counter()
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        runs.append(time.perf_counter() - t0)
-        if i >= 2 and time.perf_counter() - t_start > budget_s:
-            break
-    run = statistics.median(runs)
-    return out, {"first_call_s": first, "compile_s": max(first - run, 0.0), "run_s": run, "runs_s": runs}
+    Modes: ``direct`` -- the public API called as a user would (resnet_kernels jits
+    internally; input validation and Python dispatch are in the time); ``jit`` -- the
+    same calls (input_kernel + resnet_kernels) under one outer ``jax.jit`` with the
+    depth static and rho traced, compile timed AOT. The faster one is reported.
+    """
 
+    def __init__(self, repeats, budget_s, dev_standin=False):
+        self.repeats, self.budget_s, self.dev_standin = repeats, budget_s, dev_standin
+        if dev_standin:
+            self.meta = {"backend": "NUMPY STAND-IN (development only, NOT fieldres)"}
+            return
+        import jax
 
-def fieldres_side(xs, cases, repeats, budget_s, dev_standin):
-    """K^out and timings from fieldres (in this interpreter, float64)."""
-    if dev_standin:
-        # DEVELOPMENT ONLY: lets the harness run before fieldres exists. Results are
-        # labelled as the stand-in in the table and JSON and are not fieldres numbers.
-        kernels, timings = {}, {}
-        for depth, size, rho in cases:
-            k, t = _time(lambda x: numpy_reference(x, rho, depth), (xs[size],), repeats, budget_s)
-            kernels[(depth, size)], timings[(depth, size)] = np.asarray(k), t | {"how": "numpy-standin", "mode": "standin"}
-        return kernels, timings, {"backend": "NUMPY STAND-IN (development only, NOT fieldres)"}
+        jax.config.update("jax_enable_x64", True)
+        if str(REPO) not in sys.path:
+            sys.path.append(str(REPO))
+        import fieldres
 
-    import jax
+        self.jax, self.fieldres = jax, fieldres
+        h = HYPER
+        self.hyper = fieldres.Hyper(
+            sigma_w2=h["sigma_w2"],
+            sigma_b2=h["sigma_b2"],
+            sigma_w2_out=h["sigma_w2_out"],
+            sigma_b2_out=h["sigma_b2_out"],
+        )
+        self.meta = {
+            "backend": "fieldres",
+            "fieldres_version": getattr(fieldres, "__version__", "?"),
+            "fieldres_path": str(Path(fieldres.__file__).parent),
+            "jax": jax.__version__,
+            "python": sys.version.split()[0],
+            "x64": bool(jax.config.jax_enable_x64),
+            "devices": [str(d) for d in jax.devices()],
+        }
+        # throw-away warm-up, as on the NT side
+        self.run(2, 4, 0.5, np.full((4, 3), 0.1), quiet=True)
 
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
+    def _k_out(self, x, rho, depth):
+        h, fr = HYPER, self.fieldres
+        k0 = fr.input_kernel(x, sigma_w2_in=h["sigma_w2_in"], sigma_b2_in=h["sigma_b2_in"])
+        return fr.resnet_kernels(k0, rho, depth, self.hyper, "erf", trajectory=False).K_out
 
-    if str(REPO) not in sys.path:
-        sys.path.append(str(REPO))
-    import fieldres
-
-    h = HYPER
-    hyper = fieldres.Hyper(
-        sigma_w2=h["sigma_w2"],
-        sigma_b2=h["sigma_b2"],
-        sigma_w2_out=h["sigma_w2_out"],
-        sigma_b2_out=h["sigma_b2_out"],
-    )
-
-    def k_out(x, rho, depth):
-        k0 = fieldres.input_kernel(x, sigma_w2_in=h["sigma_w2_in"], sigma_b2_in=h["sigma_b2_in"])
-        return fieldres.resnet_kernels(k0, rho, depth, hyper, "erf", trajectory=False).K_out
-
-    def build(depth, rho, mode):
-        """X -> K^out in one of the fieldres modes.
-
-        direct: the public API called as a user would (resnet_kernels jits internally;
-                input validation and Python dispatch are included in the time).
-        jit:    the same two calls under one outer jax.jit (rho traced if allowed).
-        """
+    def _mode(self, mode, depth, rho, x):
+        """(f, compile_fn, description) for one mode."""
+        jax, jnp = self.jax, self.jax.numpy
         if mode == "direct":
-            return (lambda x: k_out(x, rho, depth)), "direct API call (internal jit)"
-        f = jax.jit(k_out, static_argnames="depth")
+            return (lambda x: self._k_out(x, rho, depth)), None, "direct API call (internal jit)"
+        jf = jax.jit(self._k_out, static_argnames="depth")
+        r = jnp.asarray(rho, dtype=jnp.float64)
         try:
-            jax.eval_shape(lambda x, r: f(x, r, depth=depth), jnp.zeros((2, 3)), jnp.float64(rho))
-            return (lambda x: f(x, jnp.float64(rho), depth=depth)), "outer jax.jit, rho traced"
-        except Exception:
-            g = jax.jit(lambda x: k_out(x, rho, depth))
-            return g, "outer jax.jit, rho constant"
+            jax.eval_shape(lambda x, r: jf(x, r, depth=depth), x, r)
+        except Exception:  # fieldres refuses a traced rho: bake it in
+            jc = jax.jit(lambda x: self._k_out(x, rho, depth))
+            return None, (lambda: jc.lower(x).compile()), "outer jax.jit, rho constant"
 
-    # throw-away warm-up, as on the NT side
-    for mode in FIELDRES_MODES:
-        f, _ = build(2, 0.5, mode)
-        jax.block_until_ready(f(jnp.ones((4, 3)) * 0.1))
+        def compile_fn():
+            compiled = jf.lower(x, r, depth=depth).compile()
+            return lambda x: compiled(x, r)
 
-    kernels, timings = {}, {}
-    for depth, size, rho in cases:
-        x = jnp.asarray(xs[size], dtype=jnp.float64)
+        return None, compile_fn, "outer jax.jit, rho traced"
+
+    def run(self, depth, size, rho, x_np, quiet=False):
+        if self.dev_standin:
+            # DEVELOPMENT ONLY: lets the harness run before fieldres exists; labelled as
+            # such in the table and the JSON, never fieldres numbers.
+            k, t = _time(
+                lambda x: numpy_reference(x, rho, depth), x_np, self.repeats, self.budget_s
+            )
+            return np.asarray(k), t | {"mode": "standin", "how": "numpy-standin"}
+        x = self.jax.numpy.asarray(x_np, dtype=self.jax.numpy.float64)
         per_mode, outs = {}, {}
         for mode in FIELDRES_MODES:
-            f, how = build(depth, rho, mode)
-            k, t = _time(f, (x,), repeats, budget_s)
-            t["how"] = how
-            t["dtype"] = str(k.dtype)
+            f, compile_fn, how = self._mode(mode, depth, rho, x)
+            k, t = _time(f, x, self.repeats, self.budget_s, compile_fn)
+            t["how"], t["dtype"] = how, str(k.dtype)
             per_mode[mode], outs[mode] = t, np.asarray(k, dtype=np.float64)
-            log(f"[fieldres] L={depth} P={size} {mode}: first {t['first_call_s']:.3f}s run {t['run_s']:.5f}s ({how})")
+            if not quiet:
+                log(
+                    f"[fieldres] L={depth} P={size} {mode}: compile {t['compile_s']:.3f}s "
+                    f"run {t['run_s']:.5f}s ({how})"
+                )
         best = min(per_mode, key=lambda m: per_mode[m]["run_s"])
-        kernels[(depth, size)] = outs[best]
-        timings[(depth, size)] = per_mode[best] | {
+        spread = max(float(np.max(np.abs(outs[m] - outs[best]))) for m in outs)
+        return outs[best], per_mode[best] | {
             "mode": best,
             "modes": per_mode,
-            "max_abs_diff_between_modes": float(
-                max(np.max(np.abs(outs[m] - outs[best])) for m in outs)
-            ),
+            "max_abs_diff_between_modes": spread,
         }
-    meta = {
-        "backend": "fieldres",
-        "fieldres_version": getattr(fieldres, "__version__", "?"),
-        "jax": jax.__version__,
-        "x64": bool(jax.config.jax_enable_x64),
-        "devices": [str(d) for d in jax.devices()],
-    }
-    return kernels, timings, meta
 
 
 def fieldres_available() -> str | None:
@@ -288,6 +333,57 @@ def fieldres_available() -> str | None:
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+# --------------------------------------------------------------------------- NT side
+
+
+class NTWorker:
+    """The NT subprocess (``_nt_worker.py`` under the NT venv's python), driven case by case."""
+
+    def __init__(self, nt_python, in_dir, out_dir):
+        self.out_dir = Path(out_dir)
+        self.proc = subprocess.Popen(
+            [str(nt_python), str(WORKER), str(in_dir), str(out_dir)],
+            env=_worker_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self._stderr = threading.Thread(target=self._forward_stderr, daemon=True)
+        self._stderr.start()
+        self._expect("READY")
+
+    def _forward_stderr(self):
+        for line in self.proc.stderr:  # drop TensorFlow/absl start-up chatter
+            if not line.startswith(("I0000", "W0000", "WARNING: All log messages before absl")):
+                sys.stderr.write(line)
+
+    def _expect(self, what):
+        for line in self.proc.stdout:
+            if line.strip() == what:
+                return
+        self.proc.wait()
+        raise RuntimeError(f"NT worker exited (code {self.proc.returncode}) before {what!r}")
+
+    def run(self, tag, case):
+        self.proc.stdin.write(json.dumps({"tag": tag, **case}) + "\n")
+        self.proc.stdin.flush()
+        self._expect(f"DONE {tag}")
+        res = json.loads((self.out_dir / f"{tag}.json").read_text())
+        with np.load(self.out_dir / f"{tag}.npz") as z:
+            res["kernels"] = {k[2:]: z[k] for k in z.files}
+        return res
+
+    def close(self):
+        self.proc.stdin.close()
+        rc = self.proc.wait()
+        self._stderr.join(timeout=5)
+        if rc != 0:
+            raise RuntimeError(f"NT worker failed at exit (code {rc})")
+        return json.loads((self.out_dir / "meta.json").read_text())
 
 
 # --------------------------------------------------------------------------- main
@@ -306,7 +402,9 @@ def parse_args(argv=None):
     p.add_argument("--k0-diag", type=float, default=0.05, help="mean diagonal of K^(0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=7, help="timed calls after the first")
-    p.add_argument("--budget-s", type=float, default=30.0, help="stop repeating (after >=3) past this")
+    p.add_argument(
+        "--budget-s", type=float, default=30.0, help="stop repeating (after 3 calls) past this"
+    )
     p.add_argument(
         "--nt-modes",
         default="jit,batch",
@@ -351,84 +449,37 @@ def main(argv=None):
     if not args.dev_standin:
         missing = fieldres_available()
         if missing:
-            log(f"fieldres is not importable ({missing}); use --dev-standin only for harness development.")
+            log(f"fieldres is not importable ({missing}).")
+            log("(--dev-standin exists only to develop this harness; it does not time fieldres.)")
             return 2
     nt_python = ensure_nt_venv(args.nt_venv.resolve(), not args.no_install, args.python311)
 
     xs = make_inputs(args.sizes, args.d_in, args.k0_diag, args.seed)
+    fr = FieldresSide(args.repeats, args.budget_s, args.dev_standin)
 
+    rows = []
     with tempfile.TemporaryDirectory(prefix="fieldres-nt-") as tmp:
         in_dir, out_dir = Path(tmp, "in"), Path(tmp, "out")
         in_dir.mkdir()
         out_dir.mkdir()
         np.savez(in_dir / "inputs.npz", **{f"X_P{s}": x for s, x in xs.items()})
-        config = {
-            "hyper": HYPER,
-            "cases": [
-                {"L": d, "P": s, "rho": float(r), "modes": nt_modes_for(args.nt_modes, s)} for d, s, r in cases
-            ],
-            "repeats": args.repeats,
-            "budget_s": args.budget_s,
-        }
+        config = {"hyper": HYPER, "repeats": args.repeats, "budget_s": args.budget_s}
         (in_dir / "config.json").write_text(json.dumps(config))
-        log(f"running NT worker with {nt_python} ...")
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [str(nt_python), str(WORKER), str(in_dir), str(out_dir)],
-            env=_worker_env(),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for line in proc.stderr:  # drop TensorFlow/absl start-up chatter
-            if not line.startswith(("I0000", "WARNING: All log messages before absl")):
-                sys.stderr.write(line)
-        if proc.wait() != 0:
-            log(f"NT worker failed (exit {proc.returncode})")
-            return 2
-        log(f"NT worker done in {time.perf_counter() - t0:.1f}s")
-        nt_meta = json.loads((out_dir / "timings.json").read_text())
-        with np.load(out_dir / "kernels.npz") as z:
-            nt_kernels = {k: z[k] for k in z.files}
-
-    fr_kernels, fr_timings, fr_meta = fieldres_side(xs, cases, args.repeats, args.budget_s, args.dev_standin)
-
-    rows = []
-    nt_by_case = {(r["L"], r["P"]): r for r in nt_meta["results"]}
-    for depth, size, rho in cases:
-        ref = numpy_reference(xs[size], rho, depth)
-        nt_res = nt_by_case[(depth, size)]
-        best = nt_res["best_mode"]
-        k_nt = nt_kernels.get(f"K_L{depth}_P{size}")
-        k_fr = fr_kernels[(depth, size)]
-        for mode, info in nt_res["modes"].items():
-            if f"K_L{depth}_P{size}_{mode}" in nt_kernels:
-                info["max_abs_diff_numpy_ref"] = float(np.max(np.abs(nt_kernels[f"K_L{depth}_P{size}_{mode}"] - ref)))
-        ntt, frt = nt_res["modes"].get(best, {}), fr_timings[(depth, size)]
-        row = {
-            "L": depth,
-            "P": size,
-            "rho": float(rho),
-            "max_abs_diff_nt_fieldres": float(np.max(np.abs(k_nt - k_fr))) if k_nt is not None else None,
-            "max_abs_diff_nt_numpy_ref": float(np.max(np.abs(k_nt - ref))) if k_nt is not None else None,
-            "max_abs_diff_fieldres_numpy_ref": float(np.max(np.abs(k_fr - ref))),
-            "max_abs_K_out": float(np.max(np.abs(ref))),
-            "nt_best_mode": best,
-            "nt_compile_s": ntt.get("compile_s"),
-            "nt_run_s": ntt.get("run_s"),
-            "fieldres_best_mode": frt.get("mode"),
-            "fieldres_compile_s": frt["compile_s"],
-            "fieldres_run_s": frt["run_s"],
-            "speed_ratio_run_nt_over_fieldres": (ntt["run_s"] / frt["run_s"]) if ntt else None,
-            "speed_ratio_compile_nt_over_fieldres": (
-                ntt["compile_s"] / frt["compile_s"] if ntt and frt["compile_s"] > 0 else None
-            ),
-            "nt_modes": nt_res["modes"],
-            "fieldres_timing": frt,
-        }
-        rows.append(row)
+        log(f"starting NT worker: {nt_python} {WORKER.name}")
+        worker = NTWorker(nt_python, in_dir, out_dir)
+        for i, (depth, size, rho) in enumerate(cases):
+            # NT then fieldres for the same case, back to back (shared machine)
+            modes = nt_modes_for(args.nt_modes, size)
+            case = {"L": depth, "P": size, "rho": float(rho), "modes": modes}
+            nt_res = worker.run(f"case{i}", case)
+            k_fr, frt = fr.run(depth, size, rho, xs[size])
+            rows.append(make_row(depth, size, rho, xs[size], nt_res, k_fr, frt))
+        nt_meta = worker.close()
+    fr_meta = fr.meta
 
     print_table(rows, fr_meta, nt_meta)
-    ok = all(r["max_abs_diff_nt_fieldres"] is not None and r["max_abs_diff_nt_fieldres"] <= args.tol for r in rows)
+    diffs = [r["max_abs_diff_nt_fieldres"] for r in rows]
+    ok = all(d is not None and d <= args.tol for d in diffs)
 
     if args.json:
         payload = {
@@ -440,11 +491,14 @@ def main(argv=None):
             "repeats": args.repeats,
             "tol": args.tol,
             "all_agree": ok,
-            "timing_definition": "compile = first call - median(run); run = median of repeats after the first; "
-            "both sides timed from X to K_out; NT: fastest of the listed modes by run time",
-            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": sys.version},
+            "timing_definition": TIMING_DEFINITION,
+            "machine": {
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "python": sys.version,
+            },
             "fieldres_side": fr_meta,
-            "nt_side": {k: v for k, v in nt_meta.items() if k != "results"},
+            "nt_side": nt_meta,
             "rows": rows,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -455,6 +509,41 @@ def main(argv=None):
     return 0 if ok else 1
 
 
+def make_row(depth, size, rho, x, nt_res, k_fr, frt):
+    ref = numpy_reference(x, rho, depth)
+    best = nt_res["best_mode"]
+    k_nt = nt_res["kernels"].get(best) if best else None
+    for mode, info in nt_res["modes"].items():
+        if mode in nt_res["kernels"]:
+            info["max_abs_diff_numpy_ref"] = float(np.max(np.abs(nt_res["kernels"][mode] - ref)))
+    ntt = nt_res["modes"].get(best, {}) if best else {}
+
+    def diff(a, b):
+        return float(np.max(np.abs(a - b))) if a is not None and b is not None else None
+
+    return {
+        "L": depth,
+        "P": size,
+        "rho": float(rho),
+        "max_abs_diff_nt_fieldres": diff(k_nt, k_fr),
+        "max_abs_diff_nt_numpy_ref": diff(k_nt, ref),
+        "max_abs_diff_fieldres_numpy_ref": diff(k_fr, ref),
+        "max_abs_K_out": float(np.max(np.abs(ref))),
+        "nt_best_mode": best,
+        "nt_compile_s": ntt.get("compile_s"),
+        "nt_run_s": ntt.get("run_s"),
+        "fieldres_best_mode": frt.get("mode"),
+        "fieldres_compile_s": frt["compile_s"],
+        "fieldres_run_s": frt["run_s"],
+        "speed_ratio_run_nt_over_fieldres": (ntt["run_s"] / frt["run_s"]) if ntt else None,
+        "speed_ratio_compile_nt_over_fieldres": (
+            ntt["compile_s"] / frt["compile_s"] if ntt and frt["compile_s"] > 0 else None
+        ),
+        "nt_modes": nt_res["modes"],
+        "fieldres_timing": frt,
+    }
+
+
 def print_table(rows, fr_meta, nt_meta):
     print(
         f"\nfieldres side: {fr_meta['backend']}   |   NT side: neural-tangents "
@@ -462,7 +551,8 @@ def print_table(rows, fr_meta, nt_meta):
     )
     hdr = (
         f"{'L':>5} {'P':>4} {'max|K_NT-K_fr|':>14} {'max|K_NT-ref|':>13} {'NT mode':>9} "
-        f"{'NT comp s':>9} {'NT run s':>9} {'fr mode':>7} {'fr comp s':>9} {'fr run s':>9} {'run NT/fr':>9} {'comp NT/fr':>10}"
+        f"{'NT comp s':>9} {'NT run s':>9} {'fr mode':>7} {'fr comp s':>9} {'fr run s':>9} "
+        f"{'run NT/fr':>9} {'comp NT/fr':>10}"
     )
     print(hdr)
     print("-" * len(hdr))
@@ -475,13 +565,14 @@ def print_table(rows, fr_meta, nt_meta):
             f"{r['L']:>5} {r['P']:>4} {f(r['max_abs_diff_nt_fieldres'], '14.2e')} "
             f"{f(r['max_abs_diff_nt_numpy_ref'], '13.2e')} {str(r['nt_best_mode']):>9} "
             f"{f(r['nt_compile_s'], '9.3f')} {f(r['nt_run_s'], '9.5f')} "
-            f"{str(r['fieldres_best_mode']):>7} {r['fieldres_compile_s']:9.3f} {r['fieldres_run_s']:9.5f} "
+            f"{str(r['fieldres_best_mode']):>7} "
+            f"{r['fieldres_compile_s']:9.3f} {r['fieldres_run_s']:9.5f} "
             f"{f(r['speed_ratio_run_nt_over_fieldres'], '9.2f')} "
             f"{f(r['speed_ratio_compile_nt_over_fieldres'], '10.2f')}"
         )
     print(
-        "ref = independent NumPy float64 recursion (THEORY.md sec. 2); compile = first call - median run; "
-        "ratios > 1 mean fieldres is faster."
+        "ref = independent NumPy float64 recursion (THEORY.md sec. 2). jit modes: compile = AOT\n"
+        "lower().compile(); run = median of calls. Ratios NT/fieldres > 1 mean fieldres is faster."
     )
 
 

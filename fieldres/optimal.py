@@ -142,21 +142,29 @@ def _solve_one(K0sub, hyper, depth, act, n_steps, diagonal, grid_u, atol):
 
     args = (K0sub, hyper, depth)
     chi_grid = jax.vmap(lambda u: chi_u(u, args))(grid_u)
-    chi_grid = jnp.where(jnp.isnan(chi_grid), -jnp.inf, chi_grid)
+    # Non-finite values (e.g. an unbounded activation overflowing at huge rho) are invalid;
+    # the largest valid value is bracketed by its grid neighbours.
+    valid = jnp.isfinite(chi_grid)
     n = grid_u.shape[0]
-    i = jnp.argmax(chi_grid)
+    i = jnp.argmax(jnp.where(valid, chi_grid, -jnp.inf))
     j = jnp.clip(i, 1, n - 2)
     lower = jax.lax.stop_gradient(grid_u[j - 1])
     upper = jax.lax.stop_gradient(grid_u[j + 1])
-
-    interior = (i > 0) & (i < n - 1)
     centre = jax.lax.stop_gradient(grid_u[j])
 
+    def dchi_raw(u, args):
+        return jax.jvp(lambda v: chi_u(v, args), (u,), (jnp.ones_like(u),))[1]
+
+    last_valid = (i == n - 1) | ~valid[jnp.minimum(i + 1, n - 1)]
+    first_valid = (i == 0) | ~valid[jnp.maximum(i - 1, 0)]
+    # A genuine interior maximum: the derivative changes sign from + to - across the bracket.
+    sign_change = (dchi_raw(lower, args) > 0) & (dchi_raw(upper, args) < 0)
+    interior = ~last_valid & ~first_valid & sign_change
+
     def dchi(u, args):
-        d = jax.jvp(lambda v: chi_u(v, args), (u,), (jnp.ones_like(u),))[1]
         # Without an interior maximum the bracket holds no root; give the solver a dummy
         # one so it runs cleanly (the result is discarded by the status below).
-        return jnp.where(interior, d, centre - u)
+        return jnp.where(interior, dchi_raw(u, args), centre - u)
 
     sol = optx.root_find(
         dchi,
@@ -168,12 +176,13 @@ def _solve_one(K0sub, hyper, depth, act, n_steps, diagonal, grid_u, atol):
         max_steps=256,
     )
     status = jnp.where(
-        i == 0,
+        first_valid,
         Status.DECREASING,
         jnp.where(
-            i == n - 1,
+            last_valid,
             Status.INCREASING,
-            jnp.where(sol.result == optx.RESULTS.successful, Status.OK, Status.SOLVER_FAILED),
+            jnp.where(interior & (sol.result == optx.RESULTS.successful), Status.OK,
+                      Status.SOLVER_FAILED),
         ),
     )
     ok = status == Status.OK

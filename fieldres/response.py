@@ -29,7 +29,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .activations import Activation, get_activation
 from .kernels import Hyper, _check_common, _resolve_steps, as_arrays, propagate
 
-__all__ = ["Response", "response", "response_jacobian", "chi_out"]
+__all__ = ["Response", "response", "response_curve", "response_jacobian", "chi_out"]
 
 
 class Response(eqx.Module):
@@ -68,7 +68,7 @@ def summaries(K0, rho, hyper, act, n_steps, depth, residual=True, trajectory=Fal
     P = K0.shape[-1]
     eye = jnp.eye(P, dtype=K0.dtype)
     tangents = jnp.stack([eye, jnp.ones_like(eye) - eye])
-    _, dout = jax.vmap(lambda t: jax.jvp(f, (K0,), (t,))[1])(tangents)
+    dout = jax.vmap(lambda t: jax.jvp(f, (K0,), (t,))[1])(tangents)
     eye_b = eye.astype(bool)
     pick = lambda x: None if x is None else jnp.where(eye_b, x[0], x[1])  # noqa: E731
     return Response(pick(dout[0]), pick(dout[1]), pick(dout[2]))
@@ -147,3 +147,25 @@ def response_jacobian(
     act = get_activation(activation)
     rho, hyper = as_arrays((rho, hyper), K0.dtype)
     return _jacobian(K0, rho, hyper, act, n_steps, residual, layer)
+
+
+@eqx.filter_jit
+def _response_curve(K0, rhos, hyper, act, n_steps, residual):
+    return jax.vmap(lambda r: summaries(K0, r, hyper, act, n_steps, None, residual).chi_out)(rhos)
+
+
+def response_curve(
+    K0: Float[ArrayLike, "P P"],
+    rhos: Float[ArrayLike, " n"],
+    depth: int,
+    hyper: Hyper = Hyper(),
+    activation: str | Activation | Callable = "erf",
+) -> Float[Array, "n P P"]:
+    """``chi^out`` summaries on a grid of ``rho`` values (vmapped; one compilation per depth)."""
+    K0 = jnp.asarray(K0)
+    rhos = jnp.asarray(rhos, K0.dtype)
+    _check_common(K0, rhos)
+    n_steps, _ = _resolve_steps(depth, None)
+    act = get_activation(activation)
+    hyper = as_arrays(hyper, K0.dtype)
+    return _response_curve(K0, rhos, hyper, act, n_steps, True)

@@ -1,0 +1,93 @@
+"""CLI: readable output, JSON keys, figures, exit codes for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fieldres.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_rho_star_json_matches_reference(capsys):
+    code, out, _ = run(capsys, "rho-star", "--depth", "10", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["rho_star_diagonal"] == pytest.approx(0.326509, abs=5e-7)
+    assert d["rho_star_offdiagonal"] == pytest.approx(1.089168, abs=5e-7)
+    assert d["chi_out_max_diagonal"] == pytest.approx(2.01900, abs=5e-6)
+    assert d["chi_out_max_offdiagonal"] == pytest.approx(11.4089, abs=5e-5)
+    assert d["parameters"]["sigma_w2"] == 1.25 and d["parameters"]["k0"][0][1] == 0.03
+
+
+def test_rho_star_text(capsys):
+    code, out, _ = run(capsys, "rho-star", "--depth", "10")
+    assert code == 0 and "rho* = 0.3265" in out and "sigma_w^2 = 1.25" in out
+
+
+def test_rho_star_relu_reports_no_maximum(capsys):
+    code, out, _ = run(capsys, "rho-star", "--depth", "10", "--activation", "relu", "--json")
+    d = json.loads(out)
+    assert code == 1
+    assert d["rho_star_diagonal"] is None and "increases monotonically" in d[
+        "rho_star_diagonal_status"]
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["rho-star", "--sigma-w2", "-1"], "non-negative"),
+        (["rho-star", "--k0", "0.5,0.6;0.6,0.5"], "positive semi-definite"),
+        (["rho-star", "--depth", "0"], "depth"),
+        (["rho-star", "--k0", "nan"], "NaN"),
+        (["rho-star", "--activation", "softsign"], "unknown activation"),
+        (["rho-star", "--k0", "1,2;3"], "rows"),
+        (["scaling", "--depths", "10", "-5"], "depths"),
+    ],
+)
+def test_bad_input_exit_2(capsys, argv, match):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert match in err and err.startswith("fieldres: error:") and err.count("\n") == 1
+
+
+def test_scaling_json_and_figure(capsys, tmp_path):
+    fig = tmp_path / "scaling.png"
+    code, out, _ = run(capsys, "scaling", "--depths", "10", "100", "1000", "--json", "--out",
+                       str(fig))
+    assert code == 0
+    d = json.loads(out)
+    for key in ("depths", "rho_star_diagonal", "rho_star_offdiagonal", "exponent_diagonal",
+                "exponent_offdiagonal"):
+        assert key in d
+    assert d["rho_star_diagonal"][1] == pytest.approx(0.097219, abs=5e-7)
+    assert -0.55 < d["exponent_diagonal"] < -0.45
+    assert fig.stat().st_size > 1000
+
+
+def test_response_and_kernel(capsys, tmp_path):
+    fig = tmp_path / "resp.png"
+    code, out, _ = run(capsys, "response", "--depths", "10", "20", "--n-rho", "40", "--json",
+                       "--out", str(fig))
+    assert code == 0 and fig.exists()
+    d = json.loads(out)
+    assert len(d["chi_out_diagonal"]["10"]) == 40
+    assert max(d["chi_out_diagonal"]["10"]) <= 2.01900 + 1e-5
+    code, out, _ = run(capsys, "kernel", "--depth", "10", "--rho", "0.3", "--k0", "0.5")
+    d = json.loads(out)
+    assert d["K"][-1][0][0] == pytest.approx(0.989557, abs=5e-7)
+    assert d["C"][-1][0][0] == pytest.approx(0.462566, abs=5e-7)
+    npz = tmp_path / "k.npz"
+    assert main(["kernel", "--depth", "3", "--out", str(npz)]) == 0 and npz.exists()
+
+
+def test_console_script_runs():
+    r = subprocess.run([sys.executable, "-m", "fieldres.cli", "rho-star", "--depth", "0"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "depth" in r.stderr
