@@ -69,7 +69,12 @@ def check_kernel(K, name: str = "K0", *, rtol: float = 1e-10) -> None:
         raise ValueError(
             f"{name} must have a positive diagonal (the input variances), got {diag}"
         )
-    lam_min = float(np.linalg.eigvalsh(a)[0])
+    try:  # cheap path: a Cholesky factor exists for every positive-definite kernel
+        np.linalg.cholesky(a)
+        return
+    except np.linalg.LinAlgError:
+        pass
+    lam_min = float(np.linalg.eigvalsh(a)[0])  # semi-definite (e.g. repeated inputs) or not
     if lam_min < -1e-10 * scale:
         raise ValueError(
             f"{name} is not positive semi-definite: smallest eigenvalue {lam_min:.3g} "

@@ -129,3 +129,43 @@ def test_errors():
         rho_star(K0, 10, entry=(0, 5))
     with pytest.raises(ValueError, match="depth"):
         rho_star(K0, 0)
+
+
+def _count_compiles(fn, name):
+    import logging
+
+    msgs = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            msgs.append(record.getMessage())
+
+    logger = logging.getLogger("jax")
+    handler, level = Grab(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with jax.log_compiles():
+            fn()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return sum(m.startswith(f"Compiling jit({name})") for m in msgs)
+
+
+def test_depth_sweep_compiles_once_per_summary():
+    # depths (hence the scan length) unique to this test, so no earlier cache entry counts
+    depths = [11, 21, 51, 101, 201, 501, 1001]
+    K = K0 * 1.01
+    n = _count_compiles(lambda: rho_star_scaling(K, depths), "_solve_batch")
+    assert n == 2  # one for the diagonal batch, one for the off-diagonal batch
+    assert _count_compiles(lambda: rho_star_scaling(K * 1.01, depths), "_solve_batch") == 0
+
+
+def test_vmap_over_hyperparameters():
+    sw = jnp.array([0.8, 1.25, 2.0])
+    f = jax.vmap(lambda w: fr.resnet_kernels(K0, 0.3, 10, fr.Hyper(sigma_w2=w)).K_out)
+    out = f(sw)
+    for w, o in zip(sw, out):
+        np.testing.assert_allclose(o, fr.resnet_kernels(K0, 0.3, 10, fr.Hyper(sigma_w2=w)).K_out,
+                                   rtol=1e-14)
