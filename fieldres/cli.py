@@ -120,9 +120,21 @@ def _summarise(res, entries):
     return out
 
 
+def _data_kernel(fr, args) -> np.ndarray:
+    if args.n_inputs < 1 or not math.isfinite(args.k0_scale) or args.k0_scale <= 0:
+        raise CLIError("--n-inputs must be >= 1 and --k0-scale positive")
+    ds = fr.make_dataset(args.dataset, classes=tuple(args.classes), n_train=args.n_inputs,
+                         n_test=0, seed=args.seed, data_dir=args.data_dir,
+                         k0_scale=args.k0_scale)
+    return np.asarray(fr.input_kernel(ds.x_train))
+
+
 def cmd_rho_star(args) -> int:
     fr, hyper, K0 = _setup(args)
     from fieldres.optimal import rho_star_continuum, rho_star_entries
+
+    if args.dataset:
+        K0 = _data_kernel(fr, args)
 
     P = K0.shape[0]
     entries = [(a, a) for a in range(P)] + [(a, b) for a in range(P) for b in range(a + 1, P)]
@@ -150,6 +162,10 @@ def cmd_rho_star(args) -> int:
         },
         "parameters": _params(args, K0),
     }
+    if args.dataset:
+        result["parameters"]["data"] = {"dataset": args.dataset, "classes": args.classes,
+                                        "n_inputs": args.n_inputs, "k0_scale": args.k0_scale,
+                                        "seed": args.seed}
     failed = result["rho_star_diagonal"] is None and result["rho_star_offdiagonal"] is None
     if args.json:
         print(json.dumps(result, indent=2))
@@ -158,7 +174,12 @@ def cmd_rho_star(args) -> int:
           f"{args.activation} ResNet")
     print(f"  sigma_w^2 = {args.sigma_w2:g}, sigma_b^2 = {args.sigma_b2:g}, "
           f"sigma_w,out^2 = {args.sigma_w2_out:g}, sigma_b,out^2 = {args.sigma_b2_out:g}")
-    print(f"  input kernel K0 = {np.array2string(K0, separator=', ')}")
+    if args.dataset:
+        print(f"  input kernel from {P} {args.dataset} images of {', '.join(args.classes)} "
+              f"(mean diagonal {np.mean(np.diag(K0)):.4g}); rho* averaged over the "
+              f"{P} inputs and {P * (P - 1) // 2} pairs")
+    else:
+        print(f"  input kernel K0 = {np.array2string(K0, separator=', ')}")
     for kind, label in (("diagonal", "diagonal     chi_aa"), ("offdiagonal", "off-diagonal chi_ab")):
         r, c, status, _ = summary[kind]
         if r is None:
@@ -318,6 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("rho-star", help="optimal residual scaling rho* for one depth")
     s.add_argument("--depth", "-L", type=int, default=100, help="number of residual layers")
     _add_network_args(s)
+    d = s.add_argument_group("data-driven rho* (paper Fig. 5): K0 from real inputs instead of --k0")
+    d.add_argument("--dataset", choices=["cifar10", "mnist"],
+                   help="take K0 = X X^T / d_in from this dataset's training images")
+    d.add_argument("--classes", nargs="+", default=["dog", "airplane"],
+                   help="class names (default: dog airplane)")
+    d.add_argument("--n-inputs", type=int, default=20, help="number of images P (balanced)")
+    d.add_argument("--k0-scale", type=float, default=0.05,
+                   help="rescale inputs so that the mean diagonal of K0 is this value")
+    d.add_argument("--data-dir", help="dataset folder (else $FIELDRES_DATA_DIR or ../shared/data)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the image selection")
     s.set_defaults(func=cmd_rho_star)
 
     s = sub.add_parser("scaling", help="rho*(L) over depths and the fitted exponents (Fig. 4c)")
@@ -359,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError) as e:  # user errors: one clear line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = " ".join(str(e).split()) if str(e).strip() else type(e).__name__
         print(f"fieldres: error: {msg}", file=sys.stderr)
         return 2
 

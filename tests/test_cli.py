@@ -91,3 +91,19 @@ def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "fieldres.cli", "rho-star", "--depth", "0"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "depth" in r.stderr
+
+
+def test_rho_star_from_data(capsys, tmp_path):
+    import fieldres as fr
+
+    fr.write_fake_cifar10(tmp_path, n_per_batch=50)
+    code, out, _ = run(capsys, "rho-star", "--depth", "10", "--dataset", "cifar10",
+                       "--data-dir", str(tmp_path), "--n-inputs", "4", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert len(d["rho_star_diagonal_per_input"]) == 4
+    assert len(d["rho_star_offdiagonal_per_pair"]) == 6
+    assert d["parameters"]["data"]["k0_scale"] == 0.05
+    code, _, err = run(capsys, "rho-star", "--dataset", "cifar10", "--data-dir",
+                       str(tmp_path / "missing"))
+    assert code == 2 and "FIELDRES_DATA_DIR" in err
