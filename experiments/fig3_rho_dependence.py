@@ -5,7 +5,7 @@ light); ``sigma^2_{w,in} = sigma^2_w = sigma^2_{w,out} = 1.2``, bias variances `
 ``d_in = 100``, erf. (a) Diagonal ``K^(l)_11`` (and off-diagonal ``K^(l)_12``); (b) diagonal
 response ``chi^(l)_11``. Curves: leading-order theory (:func:`fieldres.resnet_kernels`,
 :func:`fieldres.response`); points: mean +- standard error over finite networks
-(:func:`fieldres.simulation.simulate_kernels`; responses by central differences with common
+(:func:`fieldres.simulation.simulate_kernels`; responses by the pathwise derivative at fixed
 random numbers). ``rho`` sets the rate at which both grow.
 
 Usage: ``python experiments/fig3_rho_dependence.py --preset quick|paper --out results/``

@@ -275,16 +275,49 @@ def _check_K0(K0: Any, dtype: Any) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+def _householder_r(M: Float[Array, "m P"]) -> Float[Array, "P P"]:
+    """Triangular factor of a Householder QR of ``M`` (``m >= P``), in plain jnp operations.
+
+    The diagonal is made non-negative. ``R^T R = M^T M`` to rounding, also for rank-deficient
+    ``M`` (a zero column of the remaining block gives a zero row of ``R``). Written out instead
+    of calling :func:`jnp.linalg.qr` so that the pathwise JVP needs no LAPACK ``orgqr``/``trsm``
+    calls: with jax/jaxlib 0.10 on CPU, large vmapped batches of the LAPACK QR JVP
+    intermittently hung at run time. Guards keep the JVP finite at zero columns.
+    """
+    m, P = M.shape
+    rows = jnp.arange(m)
+    one = jnp.ones((), M.dtype)
+
+    def reflect(j, A):
+        x = jnp.where(rows >= j, A[:, j], 0.0)
+        s = jnp.sum(x * x)
+        nonzero = s > 0
+        norm = jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, s, one)), 0.0)
+        alpha = -jnp.where(A[j, j] >= 0, one, -one) * norm
+        v = x.at[j].add(-alpha)
+        vn2 = jnp.sum(v * v)
+        ok = vn2 > 0
+        beta = jnp.where(ok, 2.0 / jnp.where(ok, vn2, one), 0.0)
+        return A - beta * jnp.outer(v, v @ A)
+
+    R = jnp.triu(jax.lax.fori_loop(0, P, reflect, M)[:P])
+    # Make the diagonal non-negative: R is then the (unique, smooth) transposed Cholesky factor
+    # of M^T M whenever M has full column rank, so that the sample Z R is a continuous function
+    # of the parameters and the pathwise derivative is valid.
+    sign = jnp.where(jnp.diagonal(R) < 0, -one, one)
+    return sign[:, None] * R
+
+
 def _gram_factor(M: Float[Array, "m P"]) -> Float[Array, "r P"]:
     """A factor ``R`` with ``R^T R = M^T M`` and ``r = min(m, P)`` rows (differentiable).
 
-    For ``m > P`` this is the triangular factor of a (reduced) QR decomposition, which exists
-    and is exact also for rank-deficient ``M``; otherwise ``M`` itself is returned.
+    For ``m > P`` this is the triangular factor of a Householder QR decomposition, which
+    exists and is exact also for rank-deficient ``M``; otherwise ``M`` itself is returned.
     """
     m, P = M.shape
     if m <= P:
         return M
-    return jnp.linalg.qr(M, mode="r")
+    return _householder_r(M)
 
 
 def _kernel_factor(K0: Float[Array, "P P"], use_cholesky: bool) -> Float[Array, "P P"]:
