@@ -33,20 +33,24 @@ Two exact samplers are provided; they agree in distribution (THEORY §6):
     Conditioned on layer :math:`l-1`, the rows of :math:`W^{(l)}\phi(h^{(l-1)})+b^{(l)}` are
     i.i.d. Gaussian over the :math:`P` inputs with covariance
     :math:`\sigma_w^2\hat C^{(l-1)}+\sigma_b^2\,\mathbf 1\mathbf 1^\top = M^\top M`,
-    :math:`M=[\sigma_w\phi(h)/\sqrt N;\ \sigma_b\mathbf 1^\top]`. With :math:`R` the
-    triangular factor of a QR decomposition of :math:`M` (so :math:`R^\top R=M^\top M`, valid
-    also when :math:`M` is rank deficient) the increment is :math:`\rho\,ZR` with
-    :math:`Z\sim\mathcal N(0,1)^{N\times P}`. No :math:`N\times N` matrix is ever formed.
+    :math:`M=[\sigma_w\phi(h)/\sqrt N;\ \sigma_b\mathbf 1^\top]` (an :math:`(N+1)\times P`
+    matrix). With :math:`R` the triangular factor of a Householder QR decomposition of
+    :math:`M` (so :math:`R^\top R=M^\top M`, exact also when :math:`M` is rank deficient) the
+    increment is :math:`\rho\,ZR` with :math:`Z\sim\mathcal N(0,1)^{N\times P}`. No
+    :math:`N\times N` matrix is ever formed.
 ``method="full"`` -- :math:`O(N^2P)` per layer.
-    The weight matrices :math:`W^{(l)}\in\mathbb R^{N\times N}` and biases are drawn
-    explicitly, exactly as in a real network. This is the reference the sampler is tested
-    against.
+    The weights and biases are drawn explicitly, exactly as in a real network:
+    :math:`[W^{(l)}\ b^{(l)}]` is an :math:`N\times(N+1)` Gaussian matrix and the increment is
+    :math:`\rho\,[W^{(l)}\ b^{(l)}]\,[\phi(h);\mathbf 1^\top]`. This is the reference the
+    sampler is tested against.
 
 The input layer is built either from data ``X`` (shape ``(P, d_in)``; the full method draws
-:math:`W_\mathrm{in}`, the sampler uses the QR trick on
+:math:`W_\mathrm{in}` and :math:`b_\mathrm{in}`, the sampler uses the QR trick on
 :math:`[\sigma_{w,\mathrm{in}}X^\top/\sqrt{d_\mathrm{in}};\ \sigma_{b,\mathrm{in}}\mathbf 1^\top]`)
 or directly from an input kernel ``K0``: the rows of :math:`h^{(0)}` are i.i.d.
-:math:`\mathcal N(0, K^{(0)})` (both methods).
+:math:`\mathcal N(0, K^{(0)})` (both methods; Cholesky factor when ``K0`` is positive
+definite, symmetric eigen square root when it is only semi-definite). The read-out of
+:func:`simulate_outputs` is one more such layer with fresh weights.
 
 Networks are vmapped in batches, the layer loop is a :func:`jax.lax.scan`, and each batch is a
 single jit-compiled call (one compilation per static configuration; :math:`\rho` and the
@@ -58,7 +62,10 @@ summaries, not all layers of all networks, are kept. Network ``i`` uses the key
 Everything is differentiable with respect to ``K0``, ``X`` and ``rho`` at a fixed key
 (pathwise derivative): :func:`simulate_response` returns the Monte-Carlo estimate of the
 response :math:`\partial\,\mathbb E[\hat K^\mathrm{out}]/\partial K^{(0)}` in a given direction
-(THEORY §3).
+(THEORY §3). For this the factors are the unique ones with a non-negative diagonal (a
+transposed Cholesky factor), which depend smoothly on the parameters, so that a network's
+random numbers map to a smooth sample path. The derivative with respect to ``K0`` needs a
+positive-definite ``K0``.
 
 References
 ----------
@@ -244,11 +251,18 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _float_dtype(*xs: Any) -> Any:
-    dtypes = [jnp.result_type(x) for x in xs if x is not None]
-    dtype = jnp.result_type(*dtypes) if dtypes else jnp.result_type(float)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    return dtype
+    """The caller's floating dtype (canonicalised by JAX; the default float for ints/lists)."""
+    dtypes = []
+    for x in xs:
+        if x is None:
+            continue
+        if not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            dtypes.append(jax.dtypes.canonicalize_dtype(x.dtype))
+    if not dtypes:
+        return jax.dtypes.canonicalize_dtype(float)
+    return jnp.promote_types(dtypes[0], dtypes[-1])
 
 
 def _check_K0(K0: Any, dtype: Any) -> bool:
@@ -358,46 +372,49 @@ class _Params(NamedTuple):
     s_b_out: Array
 
 
+def _design(x: Float[Array, "n_in P"], s_w: Array, s_b: Array) -> Float[Array, "n_in+1 P"]:
+    """``M = [s_w x / sqrt(n_in); s_b 1^T]``: an affine Gaussian layer applied to ``x`` is
+    ``Z M`` with ``Z`` standard normal of shape ``(n_out, n_in + 1)`` (``Z = [W; b]`` scaled)."""
+    n_in, P = x.shape
+    bias_row = jnp.broadcast_to(s_b, (1, P)).astype(x.dtype)
+    return jnp.concatenate([x * (s_w / math.sqrt(n_in)), bias_row], axis=0)
+
+
+def _gaussian_layer(
+    cfg: _Config, key: PRNGKeyArray, M: Float[Array, "m P"], n_rows: int
+) -> Float[Array, "n_rows P"]:
+    """Pre-activations ``[W b] [x; 1]`` of ``n_rows`` fresh neurons, given ``M = _design(x)``.
+
+    ``method="full"`` draws the weights and bias explicitly, ``Z M`` with ``Z`` of shape
+    ``(n_rows, m)``, O(n_rows m P). ``method="sampler"`` draws the rows directly from their
+    joint distribution, ``N(0, M^T M)`` i.i.d.: ``z R`` with ``R^T R = M^T M`` (Householder QR of
+    ``M``) and ``z`` of shape ``(n_rows, P)``, O((n_rows + m) P^2).
+    """
+    if cfg.method == "full":
+        return jax.random.normal(key, (n_rows, M.shape[0]), M.dtype) @ M
+    R = _gram_factor(M)
+    return jax.random.normal(key, (n_rows, R.shape[0]), M.dtype) @ R
+
+
 def _init_layer(cfg: _Config, key: PRNGKeyArray, inp: Array, p: _Params) -> Array:
     """Pre-activations h^(0), shape (N, P), of one network."""
-    N = cfg.width
     if cfg.input_mode == "factor":
-        R0 = inp  # (r, P) with R0^T R0 = K0
-        z = jax.random.normal(key, (N, R0.shape[0]), cfg.dtype)
-        return z @ R0
-    X = inp  # (P, d_in)
-    d_in = X.shape[1]
-    k_w, k_b = jax.random.split(key)
-    W_in = jax.random.normal(k_w, (N, d_in), cfg.dtype) * (p.s_w_in / math.sqrt(d_in))
-    b_in = jax.random.normal(k_b, (N,), cfg.dtype) * p.s_b_in
-    return W_in @ X.T + b_in[:, None]
+        R0 = inp  # (r, P) with R0^T R0 = K0: rows of h^(0) ~ N(0, K0)
+        return jax.random.normal(key, (cfg.width, R0.shape[0]), R0.dtype) @ R0
+    X = inp  # (P, d_in): explicit input weights
+    return _gaussian_layer(cfg, key, _design(X.T, p.s_w_in, p.s_b_in), cfg.width)
 
 
-def _layer_step(cfg: _Config, key: PRNGKeyArray, h: Array, p: _Params) -> Array:
-    """One hidden layer of one network: h^(l-1) (N, P) -> h^(l) (N, P)."""
-    N, P = h.shape
-    phi = cfg.act(h)
-    if cfg.method == "sampler":
-        M = jnp.concatenate(
-            [phi * (p.s_w / math.sqrt(N)), jnp.broadcast_to(p.s_b, (1, P)).astype(h.dtype)],
-            axis=0,
-        )
-        R = _gram_factor(M)
-        z = jax.random.normal(key, (N, R.shape[0]), h.dtype)
-        pre = z @ R
-    else:
-        k_w, k_b = jax.random.split(key)
-        W = jax.random.normal(k_w, (N, N), h.dtype) * (p.s_w / math.sqrt(N))
-        b = jax.random.normal(k_b, (N,), h.dtype) * p.s_b
-        pre = W @ phi + b[:, None]
+def _layer_step(cfg: _Config, key: PRNGKeyArray, h: Array, phi: Array, p: _Params) -> Array:
+    """One hidden layer of one network: h^(l-1), phi(h^(l-1)) (N, P) -> h^(l) (N, P)."""
+    pre = _gaussian_layer(cfg, key, _design(phi, p.s_w, p.s_b), cfg.width)
     if cfg.residual:
         return h + p.rho * pre
     return pre
 
 
-def _kernels(cfg: _Config, h: Array) -> tuple[Array, Array]:
+def _kernels(h: Array, phi: Array) -> tuple[Array, Array]:
     N = h.shape[0]
-    phi = cfg.act(h)
     return phi.T @ phi / N, h.T @ h / N
 
 
@@ -417,33 +434,38 @@ def _network_keys(key: PRNGKeyArray, start: Array, batch_size: int) -> Array:
 def _forward_batch(
     cfg: _Config, key: PRNGKeyArray, start: Array, n_valid: Array, inp: Array, p: _Params
 ) -> tuple[tuple[Array, Array, Array, Array], Array, Array, Array, Array]:
-    """Simulate one batch; returns per-layer (mean, M2) stats, last C, K, h and network keys."""
+    """Simulate one batch.
+
+    Returns the per-layer ``(mean C, M2 C, mean K, M2 K)`` over the valid networks, the
+    last-layer kernels ``C, K`` (B, P, P), ``phi(h^(L))`` (B, N, P) and the network keys.
+    """
     keys = _network_keys(key, start, cfg.batch_size)
     mask = (jnp.arange(cfg.batch_size) < n_valid).astype(cfg.dtype)
     n = n_valid.astype(cfg.dtype)
+    kernels = jax.vmap(_kernels)
+
+    def stats(C, K):
+        return (*_masked_stats(C, mask, n), *_masked_stats(K, mask, n))
 
     h0 = jax.vmap(lambda k: _init_layer(cfg, jax.random.fold_in(k, 0), inp, p))(keys)
-    kernels = jax.vmap(lambda h: _kernels(cfg, h))
+    phi0 = cfg.act(h0)
+    C0, K0 = kernels(h0, phi0)
 
-    def stats(h):
-        C, K = kernels(h)
-        return (*_masked_stats(C, mask, n), *_masked_stats(K, mask, n)), (C, K)
-
-    stats0, _ = stats(h0)
-
-    def body(h, layer):
+    def body(carry, layer):
+        h, phi, _, _ = carry
         lkeys = jax.vmap(jax.random.fold_in, (0, None))(keys, layer)
-        h = jax.vmap(lambda k, hh: _layer_step(cfg, k, hh, p))(lkeys, h)
-        s, _ = stats(h)
-        return h, s
+        h = jax.vmap(lambda k, hh, ff: _layer_step(cfg, k, hh, ff, p))(lkeys, h, phi)
+        phi = cfg.act(h)
+        C, K = kernels(h, phi)
+        return (h, phi, C, K), stats(C, K)
 
     layers = jnp.arange(1, cfg.depth + 1, dtype=jnp.uint32)
-    hL, stats_rest = jax.lax.scan(body, h0, layers)
+    (_, phiL, C_last, K_last), stats_rest = jax.lax.scan(body, (h0, phi0, C0, K0), layers)
     all_stats = tuple(
-        jnp.concatenate([s0[None], sr], axis=0) for s0, sr in zip(stats0, stats_rest, strict=True)
+        jnp.concatenate([s0[None], sr], axis=0)
+        for s0, sr in zip(stats(C0, K0), stats_rest, strict=True)
     )
-    C_last, K_last = kernels(hL)
-    return all_stats, C_last, K_last, hL, keys
+    return all_stats, C_last, K_last, phiL, keys
 
 
 @jax.jit(static_argnums=0)
@@ -454,29 +476,13 @@ def _kernel_batch(cfg, key, start, n_valid, inp, p):
 
 @jax.jit(static_argnums=(0, 1))
 def _output_batch(cfg, n_outputs, key, start, n_valid, inp, p):
-    _, _, _, hL, keys = _forward_batch(cfg, key, start, n_valid, inp, p)
-    N = cfg.width
+    _, _, _, phiL, keys = _forward_batch(cfg, key, start, n_valid, inp, p)
 
-    def readout(k, h):
+    def readout(k, phi):
         k = jax.random.fold_in(k, cfg.depth + 1)
-        phi = cfg.act(h)
-        if cfg.method == "sampler":
-            P = h.shape[1]
-            M = jnp.concatenate(
-                [
-                    phi * (p.s_w_out / math.sqrt(N)),
-                    jnp.broadcast_to(p.s_b_out, (1, P)).astype(h.dtype),
-                ],
-                axis=0,
-            )
-            R = _gram_factor(M)
-            return jax.random.normal(k, (n_outputs, R.shape[0]), h.dtype) @ R
-        k_w, k_b = jax.random.split(k)
-        W = jax.random.normal(k_w, (n_outputs, N), h.dtype) * (p.s_w_out / math.sqrt(N))
-        b = jax.random.normal(k_b, (n_outputs,), h.dtype) * p.s_b_out
-        return W @ phi + b[:, None]
+        return _gaussian_layer(cfg, k, _design(phi, p.s_w_out, p.s_b_out), n_outputs)
 
-    return jax.vmap(readout)(keys, hL)
+    return jax.vmap(readout)(keys, phiL)
 
 
 @jax.jit(static_argnums=0)
@@ -634,15 +640,7 @@ def _batch_input(setup: _Setup, data: Array, params: _Params) -> Array:
         return data
     if setup.route == "K0":
         return _kernel_factor(data, setup.use_cholesky)
-    P, d_in = data.shape
-    M = jnp.concatenate(
-        [
-            data.T * (params.s_w_in / math.sqrt(d_in)),
-            jnp.broadcast_to(params.s_b_in, (1, P)).astype(data.dtype),
-        ],
-        axis=0,
-    )
-    return _gram_factor(M)
+    return _gram_factor(_design(data.T, params.s_w_in, params.s_b_in))
 
 
 def _batches(n_networks: int, batch_size: int, progress: bool, desc: str):
