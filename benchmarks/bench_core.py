@@ -44,8 +44,8 @@ Method
 
 Usage::
 
-    /work/venv/bin/python benchmarks/bench_core.py                # default, ~6-9 min on 2 cores
-    /work/venv/bin/python benchmarks/bench_core.py --quick        # small subset, ~1-2 min
+    /work/venv/bin/python benchmarks/bench_core.py                # default: 7-13 min on 2 cores
+    /work/venv/bin/python benchmarks/bench_core.py --quick        # small subset, ~2 min
     /work/venv/bin/python benchmarks/bench_core.py --depths 10,100 --sizes 20,200 \\
         --sections kernels,response,floor --json out.json
 
@@ -185,9 +185,8 @@ def _timed_config(f, repeats, time_per_config, g=None, K0=None):
         out = jax.block_until_ready(f())
         first = time.perf_counter() - t0
     peak_first = meter.delta_bytes
-    n = max(1, min(repeats, int(time_per_config / max(first, 1e-6))))
     runs, peaks = [], []
-    for _ in range(n):
+    for _ in range(max(1, repeats)):  # stops early once time_per_config is spent
         out = None  # noqa: F841 - free the previous result before the measured call
         with meter:
             t0 = time.perf_counter()
@@ -866,6 +865,7 @@ def main(argv=None):
         depths = [d for d in depths if d <= 100] or [10, 100]
         sizes = [p for p in sizes if p <= 200] or [1, 20, 200]
         args.floor_P, args.floor_L = 200, 200
+        args.floor_jit = True  # at this size the host-side checks matter: show both
         args.time_per_config = min(args.time_per_config, 4.0)
     sections = [s for s in args.sections.split(",") if s]
     for s in sections:

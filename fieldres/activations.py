@@ -193,8 +193,10 @@ _WINDOW = 9.0
 _GAUSS_BREAKS = (4.0, 9.0)  # panel ends in standard deviations from the mean
 _ACT_BREAKS = (3.0, 8.0, 16.0)  # panel ends in units of the activation's argument
 _MAPPED_BREAKS = (3.0, 8.0)  # the same for the inner activation seen through X
-_BLOCK = 2**22  # integrand evaluations per vectorised block of kernel entries
+_BLOCK = 2**20  # nodes of the bivariate rule per vectorised block of entries
 _DEFAULT_DEGREE = {"composite": 16, "hermite": 96}
+
+Pairs = tuple[tuple[int, int], ...]  # derivative orders (i, j): E[phi^(i)(a) phi^(j)(b)]
 
 
 class _Rule(NamedTuple):
@@ -212,11 +214,12 @@ def _n_panels() -> tuple[int, int, int]:
 
 
 def evaluations_per_entry(rule: str = "composite", degree: int | None = None) -> tuple[int, int]:
-    """Integrand evaluations ``(variance, covariance)`` per kernel entry of a quadrature rule.
+    """Quadrature nodes ``(variance, covariance)`` per kernel entry of a rule.
 
     For the default composite rule (16 nodes per panel) this is ``(320, 39424)``; for plain
-    Gauss--Hermite of degree ``d`` it is ``(4 d, d^2)``. A derivative of the kernel costs the
-    same per Gaussian expectation that Price's theorem produces.
+    Gauss--Hermite of degree ``d`` it is ``(4 d, d^2)``. Each node costs one evaluation of
+    every function involved: ``phi`` for the kernel, ``phi, ..., phi^(2k)`` for its ``k``-th
+    derivative (all derivative orders share one set of nodes).
     """
     degree = _DEFAULT_DEGREE[rule] if degree is None else int(degree)
     if rule == "hermite":
@@ -233,9 +236,20 @@ def _hermite_rule(degree: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.cache
-def _legendre_rule(degree: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss--Legendre nodes and weights on ``[-1, 1]``."""
-    return np.polynomial.legendre.leggauss(degree)
+def _panel_rule(n_ends: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """Composite Gauss--Legendre as two linear maps of the sorted panel ends.
+
+    For ends ``e`` (``n_ends``), the nodes are ``e @ A`` and the weights ``e @ B``
+    (``(n_ends - 1) * degree`` of each): a matrix product keeps the node arrays contiguous.
+    """
+    x, w = np.polynomial.legendre.leggauss(degree)
+    n = (n_ends - 1) * degree
+    A, B = np.zeros((n_ends, n)), np.zeros((n_ends, n))
+    for p in range(n_ends - 1):
+        cols = slice(p * degree, (p + 1) * degree)
+        A[p, cols], A[p + 1, cols] = 0.5 * (1.0 - x), 0.5 * (1.0 + x)
+        B[p, cols], B[p + 1, cols] = -0.5 * w, 0.5 * w
+    return A, B
 
 
 @functools.cache
@@ -247,6 +261,16 @@ def _derivative(f: Callable, order: int) -> Callable:
     return jnp.vectorize(jax.grad(lambda x: g(x) * 1.0))
 
 
+def _sort_small(e):
+    """Sort along the last (short) axis by ranks: elementwise work that fuses, unlike sort."""
+    m = e.shape[-1]
+    idx = np.arange(m)
+    ei, ej = e[..., :, None], e[..., None, :]
+    before = (ej < ei) | ((ej == ei) & (idx[None, :] < idx[:, None]))
+    rank = jnp.sum(before, axis=-1)
+    return jnp.sum(jnp.where(rank[..., :, None] == idx, ei, 0.0), axis=-2)
+
+
 def _composite_nodes(mu, s, features, degree):
     """Nodes ``x`` and weights ``w`` (summing to one) for ``E[F(x)]``, ``x ~ N(mu, s^2)``.
 
@@ -254,17 +278,16 @@ def _composite_nodes(mu, s, features, degree):
     ``(..., m)``). Returns ``(..., n_panels * degree)`` arrays.
     """
     dtype = mu.dtype
-    xg, wg = (jnp.asarray(a, dtype) for a in _legendre_rule(degree))
-    gauss = jnp.asarray([-b for b in _GAUSS_BREAKS[::-1]] + [0.0] + list(_GAUSS_BREAKS), dtype)
+    gauss = _symmetric(_GAUSS_BREAKS, dtype, zero=True)
     # s = 0 (a degenerate Gaussian): every feature lands on the window's edge or the mean.
     fu = (features - mu[..., None]) / jnp.maximum(s, jnp.finfo(dtype).tiny)[..., None]
     fu = jnp.clip(fu, -_WINDOW, _WINDOW)
     ends = jnp.concatenate([jnp.broadcast_to(gauss, fu.shape[:-1] + gauss.shape), fu], -1)
-    ends = jnp.sort(ends, axis=-1)
-    lo, hi = ends[..., :-1, None], ends[..., 1:, None]
-    half = 0.5 * (hi - lo)
-    u = (0.5 * (lo + hi) + half * xg).reshape(*ends.shape[:-1], -1)
-    w = (half * wg).reshape(u.shape) * jnp.exp(-0.5 * u * u)
+    ends = _sort_small(ends)
+    A, B = (jnp.asarray(a, dtype) for a in _panel_rule(ends.shape[-1], degree))
+    hi = jax.lax.Precision.HIGHEST
+    u = jnp.matmul(ends, A, precision=hi)
+    w = jnp.matmul(ends, B, precision=hi) * jnp.exp(-0.5 * u * u)
     w = w / jnp.sum(w, axis=-1, keepdims=True)
     return mu[..., None] + s[..., None] * u, w
 
@@ -280,9 +303,13 @@ def _symmetric(points, dtype, zero=False):
     return jnp.asarray([-x for x in p[::-1]] + ([0.0] if zero else []) + p, dtype)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _gauss1(rule: _Rule, fns: tuple, k):
-    """``E[prod_f f(h)]`` for ``h ~ N(0, k)``, elementwise in ``k``."""
+def _orders(pairs: Pairs) -> list[int]:
+    return sorted({m for p in pairs for m in p})
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _quad1(rule: _Rule, phi: Callable, pairs: Pairs, k):
+    """``E[phi^(i)(h) phi^(j)(h)]``, ``h ~ N(0, k)``, for each ``(i, j)``; elementwise in ``k``."""
     sd = jnp.sqrt(k)
     zero = jnp.zeros_like(k)
     if rule.kind == "hermite":
@@ -291,13 +318,12 @@ def _gauss1(rule: _Rule, fns: tuple, k):
         act = _symmetric(_ACT_BREAKS, k.dtype)
         feats = jnp.broadcast_to(act, k.shape + act.shape)
         x, w = _composite_nodes(zero, sd, feats, 2 * rule.degree)  # cheap: use a finer rule
-    for f in fns:
-        w = w * f(x)
-    return jnp.sum(w, axis=-1)
+    f = {m: _derivative(phi, m)(x) for m in _orders(pairs)}
+    return tuple(jnp.sum(w * f[i] * f[j], axis=-1) for i, j in pairs)
 
 
-def _gauss2_block(rule: _Rule, combos: tuple, kxx, kyy, kxy):
-    """``E[f(X) g(Y)]`` for each ``(f, g)`` in ``combos``; 1-D arrays of entries."""
+def _quad2_block(rule: _Rule, phi: Callable, pairs: Pairs, kxx, kyy, kxy):
+    """``(E[f_i(X) f_j(Y)], E[f_j(X) f_i(Y)])`` per pair; 1-D arrays of entries."""
     dtype = kxx.dtype
     tiny = jnp.finfo(dtype).tiny
     pos = kxx > 0
@@ -318,84 +344,108 @@ def _gauss2_block(rule: _Rule, combos: tuple, kxx, kyy, kxy):
         fy = _symmetric(_ACT_BREAKS, dtype, zero=True)
         y, wy = _composite_nodes(mu, jnp.broadcast_to(s[..., None], mu.shape),
                                  jnp.broadcast_to(fy, mu.shape + fy.shape), rule.degree)
-    inner, outer = {}, {}
-    for f, g in combos:
-        if g not in inner:
-            inner[g] = jnp.sum(wy * g(y), axis=-1)
-        if f not in outer:
-            outer[f] = wx * f(x)
-    return tuple(jnp.sum(outer[f] * inner[g], axis=-1) for f, g in combos)
+    orders = _orders(pairs)
+    inner = {m: jnp.sum(wy * _derivative(phi, m)(y), axis=-1) for m in orders}
+    outer = {m: wx * _derivative(phi, m)(x) for m in orders}
+    out = []
+    for i, j in pairs:
+        v1 = jnp.sum(outer[i] * inner[j], axis=-1)
+        out.append((v1, v1 if i == j else jnp.sum(outer[j] * inner[i], axis=-1)))
+    return tuple(out)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _gauss2(rule: _Rule, combos: tuple, kxx, kyy, kxy):
-    """:func:`_gauss2_block` over arrays of any shape, in blocks that bound the memory."""
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _quad2(rule: _Rule, phi: Callable, pairs: Pairs, kxx, kyy, kxy):
+    """:func:`_quad2_block` over arrays of any shape, in blocks that bound the memory."""
     shape = kxx.shape
     flat = [a.reshape(-1) for a in (kxx, kyy, kxy)]
     n = flat[0].shape[0]
     size = max(1, _BLOCK // evaluations_per_entry(rule.kind, rule.degree)[1])
     if n <= size:
-        out = _gauss2_block(rule, combos, *flat)
+        out = _quad2_block(rule, phi, pairs, *flat)
     else:
         m = -(-n // size)
         pad = m * size - n
         fill = (1.0, 1.0, 0.0)  # a harmless valid entry
         blocks = tuple(jnp.concatenate([a, jnp.full((pad,), v, a.dtype)]).reshape(m, size)
                        for a, v in zip(flat, fill, strict=True))
-        out = jax.lax.map(lambda b: _gauss2_block(rule, combos, *b), blocks)
-        out = tuple(o.reshape(-1)[:n] for o in out)
-    return tuple(o.reshape(shape) for o in out)
+        out = jax.lax.map(lambda b: _quad2_block(rule, phi, pairs, *b), blocks)
+        out = jax.tree.map(lambda o: o.reshape(-1)[:n], out)
+    return jax.tree.map(lambda o: o.reshape(shape), out)
 
 
-def _pair_values(phi, i, j, rule, kaa, kbb, kab):
-    """``(E[f_i(a) f_j(b)], E[f_i(b) f_j(a)])``: one quadrature, conditioned on the wider one."""
-    f, g = _derivative(phi, i), _derivative(phi, j)
+def _canonical(pairs: Pairs) -> Pairs:
+    return tuple(sorted({(min(p), max(p)) for p in pairs}))
+
+
+def _closure(pairs: Pairs) -> Pairs:
+    """The pairs together with those their Price's-theorem derivatives need."""
+    more = {q for i, j in pairs for q in ((i + 1, j + 1), (i + 2, j), (i, j + 2))}
+    return tuple(sorted(set(pairs) | more))
+
+
+def _ordered_values(phi, pairs, rule, kaa, kbb, kab):
+    """``{(i, j): (E[f_i(a) f_j(b)], E[f_i(b) f_j(a)])}`` for ordered pairs, elementwise.
+
+    One quadrature per canonical pair ``i <= j``, conditioned on the wider of ``a, b``.
+    """
     swap = kaa < kbb
     kxx, kyy = jnp.where(swap, kbb, kaa), jnp.where(swap, kaa, kbb)
-    if i == j:
-        (v,) = _gauss2(rule, ((f, f),), kxx, kyy, kab)
-        return v, v
-    v1, v2 = _gauss2(rule, ((f, g), (g, f)), kxx, kyy, kab)  # E[f(X)g(Y)], E[g(X)f(Y)]
-    return jnp.where(swap, v2, v1), jnp.where(swap, v1, v2)
+    canon = _canonical(pairs)
+    vals = dict(zip(canon, _quad2(rule, phi, canon, kxx, kyy, kab), strict=True))
+    out = {}
+    for i, j in pairs:
+        v1, v2 = vals[(min(i, j), max(i, j))]  # E[f_lo(X) f_hi(Y)], E[f_hi(X) f_lo(Y)]
+        if i > j:
+            v1, v2 = v2, v1
+        # X = a unless swapped: E[f_i(a) f_j(b)] = v1, E[f_i(b) f_j(a)] = v2.
+        out[(i, j)] = (jnp.where(swap, v2, v1), jnp.where(swap, v1, v2))
+    return out
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
-def _expect1(phi: Callable, i: int, j: int, rule: _Rule, k):
-    """``E[phi^(i)(h) phi^(j)(h)]`` for ``h ~ N(0, k)``, elementwise in ``k``."""
-    return _gauss1(rule, (_derivative(phi, i), _derivative(phi, j)), k)
-
-
-def _e1(phi, i, j, rule, k):
-    return _expect1(phi, min(i, j), max(i, j), rule, k)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _expect1(phi: Callable, pairs: Pairs, rule: _Rule, k):
+    """``E[phi^(i)(h) phi^(j)(h)]`` for ``h ~ N(0, k)`` and each ``(i, j)``, elementwise."""
+    canon = _canonical(pairs)
+    vals = dict(zip(canon, _quad1(rule, phi, canon, k), strict=True))
+    return tuple(vals[(min(p), max(p))] for p in pairs)
 
 
 @_expect1.defjvp
-def _expect1_jvp(phi, i, j, rule, primals, tangents):
+def _expect1_jvp(phi, pairs, rule, primals, tangents):
     (k,), (dk,) = primals, tangents
-    # d/dk E[F(h)] = E[F''(h)] / 2 with F = f g (heat equation).
-    d = 0.5 * (_e1(phi, i + 2, j, rule, k) + 2.0 * _e1(phi, i + 1, j + 1, rule, k)
-               + _e1(phi, i, j + 2, rule, k))
-    return _expect1(phi, i, j, rule, k), d * dk
+    # One quadrature gives the values and every coefficient (Price: d/dk E[F] = E[F''] / 2).
+    every = _closure(pairs)
+    g = dict(zip(every, _expect1(phi, every, rule, k), strict=True))
+    out = tuple(g[p] for p in pairs)
+    dout = tuple(0.5 * (g[(i + 2, j)] + 2.0 * g[(i + 1, j + 1)] + g[(i, j + 2)]) * dk
+                 for i, j in pairs)
+    return out, dout
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
-def _expect2(phi: Callable, i: int, j: int, rule: _Rule, kaa, kbb, kab):
-    """``E[phi^(i)(a) phi^(j)(b)]`` for centred Gaussian ``(a, b)``, elementwise."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _expect2(phi: Callable, pairs: Pairs, rule: _Rule, kaa, kbb, kab):
+    """``E[phi^(i)(a) phi^(j)(b)]`` for centred Gaussian ``(a, b)``, each ``(i, j)``."""
     kaa, kbb, kab = jnp.broadcast_arrays(kaa, kbb, kab)
-    return _pair_values(phi, i, j, rule, kaa, kbb, kab)[0]
+    vals = _ordered_values(phi, pairs, rule, kaa, kbb, kab)
+    return tuple(vals[p][0] for p in pairs)
 
 
 @_expect2.defjvp
-def _expect2_jvp(phi, i, j, rule, primals, tangents):
+def _expect2_jvp(phi, pairs, rule, primals, tangents):
     kaa, kbb, kab = primals
     dkaa, dkbb, dkab = tangents
-    out = _expect2(phi, i, j, rule, kaa, kbb, kab)
-    dout = (
-        _expect2(phi, i + 1, j + 1, rule, kaa, kbb, kab) * dkab
-        + 0.5 * _expect2(phi, i + 2, j, rule, kaa, kbb, kab) * dkaa
-        + 0.5 * _expect2(phi, i, j + 2, rule, kaa, kbb, kab) * dkbb
+    every = _closure(pairs)
+    g = dict(zip(every, _expect2(phi, every, rule, kaa, kbb, kab), strict=True))
+    out = tuple(g[p] for p in pairs)
+    dout = tuple(
+        jnp.broadcast_to(
+            g[(i + 1, j + 1)] * dkab + 0.5 * g[(i + 2, j)] * dkaa + 0.5 * g[(i, j + 2)] * dkbb,
+            g[(i, j)].shape,
+        )
+        for i, j in pairs
     )
-    return out, jnp.broadcast_to(dout, out.shape)
+    return out, dout
 
 
 @functools.cache
@@ -409,43 +459,42 @@ def _assembly(P: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return iu, ju, idx
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
-def _moments(phi: Callable, i: int, j: int, rule: _Rule, K):
-    """``M_ab = E[phi^(i)(h_a) phi^(j)(h_b)]``, ``h ~ N(0, K)``, for ``i <= j``.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _moments(phi: Callable, pairs: Pairs, rule: _Rule, K):
+    """``M_ab = E[phi^(i)(h_a) phi^(j)(h_b)]``, ``h ~ N(0, K)``, for each ``(i, j)``.
 
-    Over the last two axes of ``K``. One bivariate quadrature per unordered pair ``a < b``
-    (at the symmetrised covariance, ``K`` being a kernel) serves both ``M_ab`` and ``M_ba``.
+    Matrices over the last two axes of ``K``. One bivariate quadrature per unordered pair
+    ``a < b`` (at the symmetrised covariance: ``K`` is a kernel) serves ``M_ab`` and ``M_ba``
+    of every ``(i, j)``.
     """
-    f, g = _derivative(phi, i), _derivative(phi, j)
     P = K.shape[-1]
     d = jnp.diagonal(K, axis1=-2, axis2=-1)
-    diag = _gauss1(rule, (f, g), d)
+    diag = _expect1.fun(phi, pairs, rule, d)  # plain values (this is a primal)
     if P == 1:
-        return diag[..., None]
+        return tuple(v[..., None] for v in diag)
     iu, ju, idx = _assembly(P)
     kab = 0.5 * (K[..., iu, ju] + K[..., ju, iu])
-    up, lo = _pair_values(phi, i, j, rule, d[..., iu], d[..., ju], kab)
-    return jnp.concatenate([diag, up, lo], axis=-1)[..., idx]
-
-
-def _mom(phi, i, j, rule, K):
-    if i <= j:
-        return _moments(phi, i, j, rule, K)
-    # M(i, j)_ab = M(j, i)_ba, a function of the entry K_ab (not K_ba): transpose K as well.
-    return jnp.swapaxes(_moments(phi, j, i, rule, jnp.swapaxes(K, -1, -2)), -1, -2)
+    vals = _ordered_values(phi, pairs, rule, d[..., iu], d[..., ju], kab)
+    return tuple(jnp.concatenate([dv, *vals[p]], axis=-1)[..., idx]
+                 for dv, p in zip(diag, pairs, strict=True))
 
 
 @_moments.defjvp
-def _moments_jvp(phi, i, j, rule, primals, tangents):
+def _moments_jvp(phi, pairs, rule, primals, tangents):
     (K,), (dK,) = primals, tangents
     dd = jnp.diagonal(dK, axis1=-2, axis2=-1)
-    # Price's theorem entry by entry; on the diagonal the three terms add up to E[(fg)'']/2.
-    dM = (
-        _mom(phi, i + 1, j + 1, rule, K) * dK
-        + 0.5 * _mom(phi, i + 2, j, rule, K) * dd[..., :, None]
-        + 0.5 * _mom(phi, i, j + 2, rule, K) * dd[..., None, :]
+    every = _closure(pairs)
+    g = dict(zip(every, _moments(phi, every, rule, K), strict=True))
+    out = tuple(g[p] for p in pairs)
+    # Price's theorem entry by entry (each M_ab a function of K_aa, K_bb and K_ab); on the
+    # diagonal the three terms add up to E[(f_i f_j)''] / 2.
+    dout = tuple(
+        g[(i + 1, j + 1)] * dK
+        + 0.5 * g[(i + 2, j)] * dd[..., :, None]
+        + 0.5 * g[(i, j + 2)] * dd[..., None, :]
+        for i, j in pairs
     )
-    return _moments(phi, i, j, rule, K), dM
+    return out, dout
 
 
 def _as_float(x):
@@ -534,11 +583,11 @@ class GaussHermite(Activation):
         return self.function(x)
 
     def variance(self, k):
-        return _expect1(self.function, 0, 0, self._rule, _as_float(k))
+        return _expect1(self.function, ((0, 0),), self._rule, _as_float(k))[0]
 
     def covariance(self, kaa, kbb, kab):
         kaa, kbb, kab = map(_as_float, (kaa, kbb, kab))
-        return _expect2(self.function, 0, 0, self._rule, kaa, kbb, kab)
+        return _expect2(self.function, ((0, 0),), self._rule, kaa, kbb, kab)[0]
 
     def kernel(self, K: Float[Array, "P P"]) -> Float[Array, "P P"]:
         """``C_phi(K)``; one bivariate quadrature per pair ``a < b`` (``K`` is symmetric).
@@ -546,7 +595,7 @@ class GaussHermite(Activation):
         Derivatives treat the ``P^2`` entries of ``K`` as independent, like
         :meth:`Activation.kernel`.
         """
-        return _moments(self.function, 0, 0, self._rule, _as_float(K))
+        return _moments(self.function, ((0, 0),), self._rule, _as_float(K))[0]
 
 
 def _tanh(x):
