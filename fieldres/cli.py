@@ -39,7 +39,8 @@ def parse_matrix(text: str) -> np.ndarray:
     return np.array(rows, dtype=float)
 
 
-def _add_network_args(p: argparse.ArgumentParser, k0: bool = True) -> None:
+def _add_network_args(p: argparse.ArgumentParser, k0: bool = True,
+                      rho_search: bool = True) -> None:
     g = p.add_argument_group("network (defaults: the paper's Fig. 4)")
     g.add_argument("--activation", default="erf",
                    help="erf | relu | tanh | linear (default erf)")
@@ -50,8 +51,9 @@ def _add_network_args(p: argparse.ArgumentParser, k0: bool = True) -> None:
     if k0:
         g.add_argument("--k0", default=DEFAULT_K0,
                        help=f"input kernel K^(0) as 'a,b;b,c' (default {DEFAULT_K0!r})")
-    p.add_argument("--rho-min", type=float, default=1e-3, help="smallest rho searched")
-    p.add_argument("--rho-max", type=float, default=1e2, help="largest rho searched")
+    if rho_search:
+        p.add_argument("--rho-min", type=float, default=1e-3, help="smallest rho searched")
+        p.add_argument("--rho-max", type=float, default=1e2, help="largest rho searched")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -84,11 +86,17 @@ def _params(args, K0) -> dict:
         "sigma_b2": args.sigma_b2,
         "sigma_w2_out": args.sigma_w2_out,
         "sigma_b2_out": args.sigma_b2_out,
-        "rho_range": [args.rho_min, args.rho_max],
     }
+    if hasattr(args, "rho_min"):
+        d["rho_range"] = [args.rho_min, args.rho_max]
     if K0 is not None:
         d["k0"] = K0.tolist()
     return d
+
+
+def _fmt_matrix(K) -> str:
+    """A kernel on one line in the ``--k0`` syntax, e.g. ``0.05,0.03;0.03,0.05``."""
+    return ";".join(",".join(f"{v:.6g}" for v in row) for row in np.asarray(K))
 
 
 def _finite_or_none(x) -> float | None:
@@ -179,8 +187,9 @@ def cmd_rho_star(args) -> int:
               f"(mean diagonal {np.mean(np.diag(K0)):.4g}); rho* averaged over the "
               f"{P} inputs and {P * (P - 1) // 2} pairs")
     else:
-        print(f"  input kernel K0 = {np.array2string(K0, separator=', ')}")
-    for kind, label in (("diagonal", "diagonal     chi_aa"), ("offdiagonal", "off-diagonal chi_ab")):
+        print(f"  input kernel K0 = {_fmt_matrix(K0)}")
+    labels = (("diagonal", "diagonal     chi_aa"), ("offdiagonal", "off-diagonal chi_ab"))
+    for kind, label in labels:
         r, c, status, _ = summary[kind]
         if r is None:
             print(f"  {label}: no optimum: {status}")
@@ -225,21 +234,36 @@ def cmd_scaling(args) -> int:
                      fit.exponent_diagonal, fit.exponent_offdiagonal,
                      continuum=[np.nan if c is None else c for c in cont], out=args.out)
         result["figure"] = str(args.out)
+    missing = [r is None for k in ("diagonal", "offdiagonal") for r in result[f"rho_star_{k}"]]
+    exit_code = 1 if any(missing) else 0
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
-    print(f"rho*(L) of a {args.activation} ResNet, K0 = {np.array2string(K0, separator=', ')}")
+        return exit_code
+    print(f"rho*(L) of a {args.activation} ResNet, K0 = {_fmt_matrix(K0)}")
     print(f"  {'L':>6} {'rho* diag':>12} {'rho* sqrtL':>11} {'rho* off':>12} {'rho* sqrtL':>11}")
+    def fmt(x, L):
+        if x is None:
+            return "      —     ", "     —     "
+        return f"{x:12.6f}", f"{x * math.sqrt(L):11.4f}"
+
     for L, d, o in zip(depths, result["rho_star_diagonal"], result["rho_star_offdiagonal"]):
-        fmt = lambda x: ("      —     ", "     —     ") if x is None else (
-            f"{x:12.6f}", f"{x * math.sqrt(L):11.4f}")
-        print(f"  {L:>6} {' '.join(fmt(d))} {' '.join(fmt(o))}")
-    print(f"  fitted exponent: diagonal {fit.exponent_diagonal:.4f} "
-          f"(± {fit.exponent_diagonal_se:.4f}), off-diagonal {fit.exponent_offdiagonal:.4f} "
-          f"(± {fit.exponent_offdiagonal_se:.4f});  1/sqrt(L) would be -0.5")
+        print(f"  {L:>6} {' '.join(fmt(d, L))} {' '.join(fmt(o, L))}")
+    for kind in ("diagonal", "offdiagonal"):
+        for L, r, msg in zip(depths, result[f"rho_star_{kind}"], result[f"status_{kind}"]):
+            if r is None:
+                print(f"  L = {L}, {kind}: no optimum: {msg}")
+
+    def fmt_exp(e, se):
+        return "— (fewer than two optima)" if e is None else f"{e:.4f} (± {se:.4f})"
+
+    print(f"  fitted exponent: diagonal "
+          f"{fmt_exp(result['exponent_diagonal'], result['exponent_diagonal_se'])}, "
+          f"off-diagonal "
+          f"{fmt_exp(result['exponent_offdiagonal'], result['exponent_offdiagonal_se'])};"
+          f"  1/sqrt(L) would be -0.5")
     if args.out:
         print(f"  figure written to {args.out}")
-    return 0
+    return exit_code
 
 
 def cmd_response(args) -> int:
@@ -251,13 +275,16 @@ def cmd_response(args) -> int:
     rhos = np.geomspace(args.rho_min_plot, args.rho_max_plot, args.n_rho)
     curves = {"diagonal": {}, "off-diagonal": {}}
     stars = {"diagonal": {}, "off-diagonal": {}}
+    status = {"diagonal": {}, "off-diagonal": {}}
     for L in sorted(set(args.depths)):
         chi = np.asarray(fr.response_curve(K0, rhos, L, hyper, args.activation))
         curves["diagonal"][L] = chi[:, 0, 0].tolist()
         curves["off-diagonal"][L] = chi[:, 0, 1].tolist()
         for name, entry in (("diagonal", (0, 0)), ("off-diagonal", (0, 1))):
-            stars[name][L] = float(rho_star(K0, L, hyper, args.activation, entry=entry,
-                                            rho_range=(args.rho_min, args.rho_max)).rho_star)
+            res = rho_star(K0, L, hyper, args.activation, entry=entry,
+                           rho_range=(args.rho_min, args.rho_max))
+            stars[name][L] = float(res.rho_star)
+            status[name][L] = str(res.messages().ravel()[0])
     result = {
         "rho": rhos.tolist(),
         "depths": sorted(set(args.depths)),
@@ -266,8 +293,11 @@ def cmd_response(args) -> int:
         "rho_star_diagonal": {str(L): _finite_or_none(v) for L, v in stars["diagonal"].items()},
         "rho_star_offdiagonal": {str(L): _finite_or_none(v)
                                  for L, v in stars["off-diagonal"].items()},
+        "status_diagonal": {str(L): v for L, v in status["diagonal"].items()},
+        "status_offdiagonal": {str(L): v for L, v in status["off-diagonal"].items()},
         "parameters": _params(args, K0),
     }
+    exit_code = 1 if any(not math.isfinite(v) for d in stars.values() for v in d.values()) else 0
     if args.out:
         from fieldres.plotting import plot_response_curves
 
@@ -275,17 +305,21 @@ def cmd_response(args) -> int:
         result["figure"] = str(args.out)
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
+        return exit_code
     print(f"chi_out(rho) of a {args.activation} ResNet on {args.n_rho} rho values in "
           f"[{args.rho_min_plot:g}, {args.rho_max_plot:g}]")
+
+    def star(name, L):
+        v = stars[name][L]
+        return f"rho* = {v:.6f}" if math.isfinite(v) else f"no optimum ({status[name][L]})"
+
     for L in result["depths"]:
-        d, o = stars["diagonal"][L], stars["off-diagonal"][L]
-        print(f"  L = {L:5d}: max chi_out diag {max(curves['diagonal'][L]):.5g} near "
-              f"rho* = {d:.6f}; off-diag {max(curves['off-diagonal'][L]):.5g} near "
-              f"rho* = {o:.6f}")
+        print(f"  L = {L:5d}: diagonal: max of curve {max(curves['diagonal'][L]):.5g}, "
+              f"{star('diagonal', L)}; off-diagonal: max of curve "
+              f"{max(curves['off-diagonal'][L]):.5g}, {star('off-diagonal', L)}")
     if args.out:
         print(f"  figure written to {args.out}")
-    return 0
+    return exit_code
 
 
 def cmd_kernel(args) -> int:
@@ -323,6 +357,15 @@ def cmd_kernel(args) -> int:
     else:
         print(f"kernel trajectory (L = {args.depth}, rho = {args.rho}) written to {args.out}")
     return 0
+
+
+# --- command functions of the finite-width module (issue 3) go here ---
+
+
+# --- command functions of Bayesian training (issue 4) go here ---
+
+
+# --- command functions of the signal-propagation toolkit (issue 5) go here ---
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -371,8 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rho", type=float, default=0.3)
     s.add_argument("--feedforward", action="store_true", help="feed-forward net (no skips)")
     s.add_argument("--out", help="write .npz or .json (else JSON on stdout)")
-    _add_network_args(s)
+    _add_network_args(s, rho_search=False)
     s.set_defaults(func=cmd_kernel)
+
+    # --- commands of the finite-width module (issue 3) go here ---
+
+    # --- commands of Bayesian training (issue 4) go here ---
+
+    # --- commands of the signal-propagation toolkit (issue 5) go here ---
+
     return p
 
 

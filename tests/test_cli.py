@@ -107,3 +107,14 @@ def test_rho_star_from_data(capsys, tmp_path):
     code, _, err = run(capsys, "rho-star", "--dataset", "cifar10", "--data-dir",
                        str(tmp_path / "missing"))
     assert code == 2 and "FIELDRES_DATA_DIR" in err
+
+
+def test_scaling_and_response_without_maximum_exit_1(capsys):
+    code, out, _ = run(capsys, "scaling", "--activation", "relu", "--depths", "10", "20")
+    assert code == 1
+    assert "no optimum" in out and "fewer than two optima" in out
+    code, out, _ = run(capsys, "response", "--activation", "relu", "--depths", "10",
+                       "--n-rho", "5", "--json")
+    d = json.loads(out)
+    assert code == 1 and d["rho_star_diagonal"]["10"] is None
+    assert "increases monotonically" in d["status_diagonal"]["10"]

@@ -50,7 +50,7 @@ def test_root_is_a_maximum_to_high_precision():
 def test_scaling_sweep_matches_single_calls_and_exponent():
     depths = [10, 20, 50, 100, 200, 500, 1000]
     sf = rho_star_scaling(K0, depths)
-    for i, L in enumerate([10, 100, 1000]):
+    for L in [10, 100, 1000]:
         rd, ro, _, _ = TABLE[L]
         k = depths.index(L)
         assert float(sf.diagonal.rho_star[k]) == pytest.approx(rd, abs=5e-7)
