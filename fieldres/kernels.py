@@ -139,15 +139,26 @@ def propagate(
         def step(K):
             return layer_update(K, rho, hyper, activation, residual)
 
-    def body(K, l):
+    def advance(K, l):
         K_new = step(K)
         if depth is not None:
             K_new = jnp.where(l < depth, K_new, K)
-        return K_new, (K_new if trajectory else None)
+        return K_new
 
-    K_L, traj = jax.lax.scan(body, K0, jnp.arange(n_steps))
-    if trajectory:
-        traj = jnp.concatenate([K0[None], traj], axis=0)
+    if not trajectory:
+        K_L, _ = jax.lax.scan(lambda K, l: (advance(K, l), None), K0, jnp.arange(n_steps))
+        return K_L, None
+
+    # The trajectory is written in place into one preallocated (n_steps + 1, P, P) buffer
+    # carried by the scan, so the peak memory is one trajectory (stacking the scan outputs
+    # and prepending K0 would need two).
+    def body(carry, l):
+        K, traj = carry
+        K_new = advance(K, l)
+        return (K_new, jax.lax.dynamic_update_index_in_dim(traj, K_new, l + 1, 0)), None
+
+    traj0 = jnp.zeros((n_steps + 1, *K0.shape), K0.dtype).at[0].set(K0)
+    (K_L, traj), _ = jax.lax.scan(body, (K0, traj0), jnp.arange(n_steps))
     return K_L, traj
 
 

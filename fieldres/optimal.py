@@ -220,8 +220,11 @@ def _blocks(K0, entries):
     """``1 x 1`` diagonal and ``2 x 2`` off-diagonal blocks of ``K0`` for index pairs."""
     ii = jnp.asarray([e[0] for e in entries])
     jj = jnp.asarray([e[1] for e in entries])
+    # The off-diagonal element enters as the symmetric average, so that a gradient with
+    # respect to K0 is symmetric (half on K_ab, half on K_ba) like K0 itself.
+    kab = 0.5 * (K0[ii, jj] + K0[jj, ii])
     block = jnp.stack(
-        [jnp.stack([K0[ii, ii], K0[ii, jj]], -1), jnp.stack([K0[jj, ii], K0[jj, jj]], -1)], -2
+        [jnp.stack([K0[ii, ii], kab], -1), jnp.stack([kab, K0[jj, jj]], -1)], -2
     )
     return block
 
@@ -261,9 +264,10 @@ def rho_star_entries(
     same_depth = bool(np.all(depths == n_steps))
     grid_u = _grid(rho_range, n_grid, K0.dtype)
 
-    rho = np.full(len(entries), np.nan)
-    chi = np.full(len(entries), np.nan)
-    status = np.zeros(len(entries), dtype=np.int32)
+    # jnp scatters (not numpy) so that jax.grad flows through the per-entry solutions
+    rho = jnp.full(len(entries), jnp.nan, K0.dtype)
+    chi = jnp.full(len(entries), jnp.nan, K0.dtype)
+    status = jnp.zeros(len(entries), dtype=jnp.int32)
     for diagonal in (True, False):
         idx = [k for k, (a, b) in enumerate(entries) if (a == b) == diagonal]
         if not idx:
@@ -276,9 +280,10 @@ def rho_star_entries(
         else:
             r, c, s = _solve_batch(blocks, hyper, jnp.asarray(depths[idx]), act, n_steps,
                                    diagonal, grid_u, atol)
-        rho[idx], chi[idx], status[idx] = np.asarray(r), np.asarray(c), np.asarray(s)
-    return OptimalScaling(jnp.asarray(rho), jnp.asarray(chi), jnp.asarray(status),
-                          tuple(float(x) for x in rho_range))
+        ix = jnp.asarray(idx)
+        rho, chi = rho.at[ix].set(r), chi.at[ix].set(c)
+        status = status.at[ix].set(s.astype(jnp.int32))
+    return OptimalScaling(rho, chi, status, tuple(float(x) for x in rho_range))
 
 
 @eqx.filter_jit
@@ -326,7 +331,8 @@ def rho_star(
     if diagonal:
         block = K0[a, a].reshape(1, 1)
     else:
-        block = jnp.stack([jnp.stack([K0[a, a], K0[a, b]]), jnp.stack([K0[b, a], K0[b, b]])])
+        kab = 0.5 * (K0[a, b] + K0[b, a])  # symmetric gradient, see _blocks
+        block = jnp.stack([jnp.stack([K0[a, a], kab]), jnp.stack([kab, K0[b, b]])])
     check_depth(depth)
     if max_depth is None:
         if not isinstance(depth, int | np.integer):
@@ -477,7 +483,11 @@ def rho_star_continuum(
     sign_change = np.nonzero((g[:-1] > 0) & (g[1:] <= 0))[0]
     if sign_change.size == 0:
         nan = jnp.asarray(np.nan, dtype)
-        return Continuum(nan, nan, nan, jnp.asarray(Status.INCREASING))
+        if not np.all(np.isfinite(g)):
+            status = Status.SOLVER_FAILED
+        else:  # G < 0 from the start: chi^out falls with rho; G > 0 throughout: it rises
+            status = Status.DECREASING if g[0] <= 0 else Status.INCREASING
+        return Continuum(nan, nan, nan, jnp.asarray(status))
     i = int(sign_change[0])
     sol = optx.root_find(
         lambda u, a: G(jnp.exp(u)),

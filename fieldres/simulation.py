@@ -85,6 +85,8 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
+from .activations import get_activation
+
 __all__ = [
     "ResponseResult",
     "SimulationResult",
@@ -99,37 +101,14 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def _identity(x):
-    return x
-
-
-# TODO: switch to ``fieldres.activations.get_activation(...).fn`` once that module exists.
-_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "erf": jax.scipy.special.erf,
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "linear": _identity,
-}
-
-
 def _resolve_activation(activation: Any) -> Callable[[Array], Array]:
-    """Return the elementwise function for a name, a callable or an object with ``.fn``."""
-    if isinstance(activation, str):
-        try:
-            return _ACTIVATIONS[activation.lower()]
-        except KeyError:
-            raise ValueError(
-                f"unknown activation {activation!r}; expected one of {sorted(_ACTIVATIONS)} "
-                "or an elementwise callable"
-            ) from None
-    fn = getattr(activation, "fn", None)
-    if callable(fn):
-        return fn
-    if callable(activation):
-        return activation
-    raise TypeError(
-        f"activation must be a string or an elementwise callable, got {type(activation)!r}"
-    )
+    """The elementwise function of a name, an :class:`~fieldres.activations.Activation` or a
+    callable, resolved like everywhere else (:func:`~fieldres.activations.get_activation`).
+
+    The returned object is the ``Activation`` module itself (callable as ``phi(x)``): it is
+    hashable and equal across calls with the same name, so compiled samplers are reused.
+    """
+    return get_activation(activation)
 
 
 # --------------------------------------------------------------------------------------------

@@ -95,6 +95,11 @@ def test_implicit_gradients_match_finite_differences():
     assert float(g[0]) == pytest.approx(float(fd_w), rel=1e-5)
     assert float(g[1]) == pytest.approx(float(fd_b), rel=1e-5)
     assert float(g[2][0, 1] + g[2][1, 0]) == pytest.approx(float(fd_k), rel=1e-5)
+    # the gradient is symmetric like K0 (half on K_ab, half on K_ba)
+    assert float(g[2][0, 1]) == pytest.approx(float(g[2][1, 0]), rel=1e-12)
+    # entry-wise solver: same value and gradient
+    ge = jax.grad(lambda K: rho_star_entries(K, 10, entries=[(0, 1)]).rho_star[0])(K0)
+    np.testing.assert_allclose(ge, g[2], rtol=1e-8)
 
 
 def test_relu_has_no_interior_maximum():
@@ -169,3 +174,13 @@ def test_vmap_over_hyperparameters():
     for w, o in zip(sw, out):
         np.testing.assert_allclose(o, fr.resnet_kernels(K0, 0.3, 10, fr.Hyper(sigma_w2=w)).K_out,
                                    rtol=1e-14)
+
+
+def test_continuum_status_matches_finite_depth_status():
+    # Strong bias noise: G(K) < 0 for every K, chi^out falls with rho at any depth.
+    hyper = fr.Hyper(sigma_b2=10.0)
+    assert int(rho_star_continuum(0.05, 100, hyper).status) == Status.DECREASING
+    assert int(rho_star(np.array([[0.05]]), 100, hyper).status) == Status.DECREASING
+    # ReLU: G = sigma_w^2 / 2 > 0 for every K, chi^out rises without bound.
+    assert int(rho_star_continuum(0.05, 100, activation="relu").status) == Status.INCREASING
+    assert int(rho_star(np.array([[0.05]]), 100, activation="relu").status) == Status.INCREASING

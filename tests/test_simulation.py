@@ -414,17 +414,20 @@ def test_reproducible_batching_and_compile_once():
 
 
 def test_activation_forms():
-    """Names, callables and objects with an ``fn`` attribute give the same networks."""
-
-    class Act:
-        fn = staticmethod(jnp.tanh)
+    """Names, callables and Activation objects give the same networks."""
+    from fieldres.activations import get_activation
 
     key = jax.random.PRNGKey(13)
     a = simulate_kernels(key, K0_2, n_networks=16, **SMALL)
     b = simulate_kernels(key, K0_2, n_networks=16, **{**SMALL, "activation": jnp.tanh})
-    c = simulate_kernels(key, K0_2, n_networks=16, **{**SMALL, "activation": Act()})
+    c = simulate_kernels(key, K0_2, n_networks=16,
+                         **{**SMALL, "activation": get_activation("tanh")})
     np.testing.assert_array_equal(a.C_last, b.C_last)
     np.testing.assert_array_equal(a.C_last, c.C_last)
+    # "erf-quadrature" (the quadrature cross-check activation) simulates the same erf network
+    d = simulate_kernels(key, K0_2, n_networks=16, **{**SMALL, "activation": "erf"})
+    e = simulate_kernels(key, K0_2, n_networks=16, **{**SMALL, "activation": "erf-quadrature"})
+    np.testing.assert_array_equal(d.C_last, e.C_last)
 
 
 def test_float32_keeps_dtype():
