@@ -7,8 +7,11 @@ numerical routines report failures through result codes instead.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import jax
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 __all__ = ["is_concrete", "check_kernel", "check_nonnegative", "check_depth", "check_finite"]
 
@@ -66,15 +69,24 @@ def check_kernel(K, name: str = "K0", *, rtol: float = 1e-10) -> None:
         raise ValueError(f"{name} is not symmetric (max |K - K^T| = {np.max(np.abs(a - a.T)):.3g})")
     diag = np.diag(a)
     if np.any(diag <= 0):
+        bad = np.flatnonzero(diag <= 0)
+        shown = ", ".join(f"{name}[{i},{i}] = {diag[i]:.4g}" for i in bad[:5])
+        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
         raise ValueError(
-            f"{name} must have a positive diagonal (the input variances), got {diag}"
+            f"{name} must have a positive diagonal (the input variances): {shown}{more}"
         )
-    try:  # cheap path: a Cholesky factor exists for every positive-definite kernel
-        np.linalg.cholesky(a)
-        return
-    except np.linalg.LinAlgError:
-        pass
-    lam_min = float(np.linalg.eigvalsh(a)[0])  # semi-definite (e.g. repeated inputs) or not
+    # One BLAS thread: right after an XLA computation, multi-threaded OpenBLAS calls on a
+    # busy machine stall for 0.1-1 s (threads spinning for cores XLA holds); single-threaded
+    # the check costs ~2 ms at P = 200 (benchmarks/bench_core.py, section "validation").
+    # (Small kernels never start BLAS threads, and the limiter itself costs ~2 ms.)
+    limit = threadpool_limits(limits=1, user_api="blas") if a.shape[0] >= 64 else nullcontext()
+    with limit:
+        try:  # cheap path: a Cholesky factor exists for every positive-definite kernel
+            np.linalg.cholesky(a)
+            return
+        except np.linalg.LinAlgError:
+            pass
+        lam_min = float(np.linalg.eigvalsh(a)[0])  # semi-definite (repeated inputs) or not
     if lam_min < -1e-10 * scale:
         raise ValueError(
             f"{name} is not positive semi-definite: smallest eigenvalue {lam_min:.3g} "
