@@ -104,7 +104,7 @@ def _correlation(kaa, kbb, kab):
     # violation (K not PSD) is rejected at the public entry points before we get here. The
     # clip must not touch the derivative: jnp.clip's would be halved at exactly +-1 (ties
     # split the gradient) and zero just beyond.
-    c = kab / jnp.sqrt(kaa * kbb)
+    c = kab / (jnp.sqrt(kaa) * jnp.sqrt(kbb))
     return c - jax.lax.stop_gradient(c - jnp.clip(c, -1.0, 1.0))
 
 
@@ -160,7 +160,7 @@ class ReLU(Activation):
 
     def covariance(self, kaa, kbb, kab):
         c = _correlation(kaa, kbb, kab)
-        return jnp.sqrt(kaa * kbb) * _arccos_j1(c) / (2.0 * jnp.pi)
+        return (jnp.sqrt(kaa) * jnp.sqrt(kbb)) * _arccos_j1(c) / (2.0 * jnp.pi)
 
 
 class Linear(Activation):

@@ -320,3 +320,11 @@ def test_get_activation_resolution_and_errors():
         GaussHermite(jnp.tanh, degree=1)
     with pytest.raises(ValueError, match="unknown quadrature rule"):
         GaussHermite(jnp.tanh, rule="simpson")
+
+
+def test_relu_kernel_does_not_overflow_for_huge_variances():
+    # sqrt(kaa * kbb) overflows beyond ~1e154 (deep ReLU nets reach such kernels);
+    # the kernel is positively homogeneous, so scaling K scales C exactly.
+    act = fr.get_activation("relu")
+    K = jnp.array([[1.0, 0.5], [0.5, 1.0]])
+    np.testing.assert_allclose(act.kernel(1e200 * K) / 1e200, act.kernel(K), rtol=1e-13)
