@@ -175,6 +175,8 @@ def cmd_rho_star(args) -> int:
                                         "n_inputs": args.n_inputs, "k0_scale": args.k0_scale,
                                         "seed": args.seed}
     failed = result["rho_star_diagonal"] is None and result["rho_star_offdiagonal"] is None
+    if getattr(args, "width", None) is not None:  # issue 3: rho*(N) at finite width
+        result.update(_rho_star_width(args, hyper, K0))
     if args.json:
         print(json.dumps(result, indent=2))
         return 1 if failed else 0
@@ -200,6 +202,8 @@ def cmd_rho_star(args) -> int:
     if result["continuum"]["rho_star_diagonal"] is not None:
         print(f"  continuum limit (diagonal, L -> inf): K* = {float(cont.K_star):.4f}, "
               f"rho* ~ sqrt(tau*/L) = {float(cont.rho_star):.6f}")
+    if getattr(args, "width", None) is not None:
+        _print_rho_star_width(result)
     return 1 if failed else 0
 
 
@@ -362,10 +366,480 @@ def cmd_kernel(args) -> int:
 # --- command functions of the finite-width module (issue 3) go here ---
 
 
+def _nlo_common(args):
+    """Validate the finite-width arguments; returns (fr, hyper, K0)."""
+    fr, hyper, K0 = _setup(args)
+    if args.width is None or args.width < 1:
+        raise CLIError(f"--width must be an integer >= 1, got {args.width}")
+    if not math.isfinite(args.rho) or args.rho < 0:
+        raise CLIError(f"--rho must be a non-negative number, got {args.rho}")
+    if K0.shape[0] > 4:
+        raise CLIError(f"nlo/simulate print every entry for at most 4 inputs; --k0 has "
+                       f"{K0.shape[0]}")
+    if args.activation == "relu":
+        raise CLIError("the 1/N theory needs a smooth activation (erf, tanh, linear); ReLU's "
+                       "second derivative is a delta function")
+    return fr, hyper, K0
+
+
+def _nlo_params(args, K0) -> dict:
+    return _params(args, K0) | {"depth": args.depth, "rho": args.rho, "width": args.width,
+                                "residual": not args.feedforward}
+
+
+def _print_nlo_text(result, title, se=False):
+    print(title)
+    ent = result["entries"]
+    labels = [f"({a},{b})" for a, b in ent]
+    for name, desc in (("C", "post-activation kernel C^(L)"), ("K", "pre-activation kernel "
+                                                                     "K^(L)"),
+                       ("out", "output kernel sigma_w,out^2 C^(L) + sigma_b,out^2")):
+        print(f"  {desc}")
+        print(f"    leading order      {_fmt_matrix(result[f'{name}_lo'])}")
+        mean = _fmt_matrix(result[f"{name}_nlo_mean"])
+        if se:
+            se_mean = _fmt_matrix(result[f"{name}_nlo_mean_se"])
+            print(f"    Monte-Carlo mean   {mean}   (SE {se_mean})")
+        else:
+            print(f"    NLO mean           {mean}   (N x shift "
+                  f"{_fmt_matrix(result[f'{name}_shift'])})")
+        print(f"    N Cov over entries {' '.join(f'{x:>12}' for x in labels)}")
+        for i, row in enumerate(result[f"{name}_ncov"]):
+            vals = " ".join(f"{v:12.6g}" for v in row)
+            if se:
+                vals += "   SE " + " ".join(f"{v:.2g}" for v in result[f"{name}_ncov_se"][i])
+            print(f"      {labels[i]:>16} {vals}")
+
+
+def _rho_star_width(args, hyper, K0) -> dict:
+    """rho*(inf) and rho*(N) to O(1/N) for input 0 and the pair (0, 1) (``rho-star --width``)."""
+    if args.width < 1:
+        raise CLIError(f"--width must be an integer >= 1, got {args.width}")
+    if args.activation == "relu":
+        raise CLIError("--width needs a smooth activation (the 1/N theory); ReLU is not")
+    from fieldres.finite_width import rho_star_width
+
+    out = {"width": args.width}
+    entries = [("diagonal", (0, 0))] + ([("offdiagonal", (0, 1))] if K0.shape[0] > 1 else [])
+    detail = {}
+    for kind, entry in entries:
+        r = rho_star_width(K0, args.depth, float(args.width), hyper, args.activation,
+                           entry=entry, rho_range=(args.rho_min, args.rho_max))
+        out[f"rho_star_{kind}_N"] = _finite_or_none(r.rho_star)
+        detail[kind] = {
+            "entry": list(entry),
+            "rho_star_inf": _finite_or_none(r.rho_star_inf),
+            "rho_star_N": _finite_or_none(r.rho_star),
+            "log_shift_times_N": _finite_or_none(r.shift),
+            "chi_out_inf": _finite_or_none(r.chi_inf),
+            "chi_out_1": _finite_or_none(r.chi_1),
+            "chi_out_max_N": _finite_or_none(r.chi_inf + r.chi_1 / args.width),
+        }
+    out["finite_width"] = detail
+    return out
+
+
+def _print_rho_star_width(result) -> None:
+    N = result["width"]
+    print(f"  finite width N = {N} (1/N theory; rho*(N) = rho*(inf) exp(c / N)):")
+    for kind, d in result["finite_width"].items():
+        if d["rho_star_N"] is None:
+            print(f"    {kind} {tuple(d['entry'])}: no optimum at leading order")
+            continue
+        print(f"    {kind} {tuple(d['entry'])}: rho*(inf) = {d['rho_star_inf']:.9f}, "
+              f"rho*(N) = {d['rho_star_N']:.9f} (c = {d['log_shift_times_N']:.4g}); "
+              f"max chi_out = {d['chi_out_inf']:.6g} {d['chi_out_1']:+.4g}/N")
+
+
+def cmd_nlo(args) -> int:
+    fr, hyper, K0 = _nlo_common(args)
+    from fieldres.finite_width import finite_width
+
+    res = finite_width(K0, args.rho, args.depth, hyper, args.activation,
+                       residual=not args.feedforward)
+    N = args.width
+    result = {"entries": [list(e) for e in res.entries]}
+    for name in ("C", "K", "out"):
+        lo = res.out if name == "out" else getattr(res, name)[-1]
+        shift = res.out_shift if name == "out" else getattr(res, f"{name}_shift")[-1]
+        result[f"{name}_lo"] = np.asarray(lo).tolist()
+        result[f"{name}_nlo_mean"] = np.asarray(lo + shift / N).tolist()
+        result[f"{name}_ncov"] = np.asarray(res.cov_matrix(name)).tolist()
+        result[f"{name}_shift"] = np.asarray(shift).tolist()
+    result["parameters"] = _nlo_params(args, K0)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    arch = "feed-forward net" if args.feedforward else f"ResNet (rho = {args.rho:g})"
+    _print_nlo_text(result, f"1/N theory of a depth-{args.depth} {args.activation} {arch}, "
+                            f"width N = {N}, K0 = {_fmt_matrix(K0)}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    fr, hyper, K0 = _nlo_common(args)
+    if args.n_networks < 2:
+        raise CLIError(f"--n-networks must be >= 2, got {args.n_networks}")
+    import jax
+
+    from fieldres.finite_width import simulate_nlo
+
+    residual = not args.feedforward
+    s = simulate_nlo(jax.random.PRNGKey(args.seed), K0, rho=args.rho, depth=args.depth,
+                     width=args.width, n_networks=args.n_networks, hyper=hyper,
+                     activation=args.activation, residual=residual, method=args.method,
+                     batch_size=args.batch_size, progress=not args.json)
+    if residual:
+        k = fr.resnet_kernels(K0, args.rho, args.depth, hyper, args.activation)
+    else:
+        k = fr.ffnet_kernels(K0, args.depth, hyper, args.activation)
+    act = fr.get_activation(args.activation)
+    result = {"entries": [list(e) for e in s.entries],
+              "C_lo": np.asarray(act.kernel(k.K_L)).tolist(),
+              "K_lo": np.asarray(k.K_L).tolist(), "out_lo": np.asarray(k.K_out).tolist()}
+    for name in ("C", "K", "out"):
+        result[f"{name}_nlo_mean"] = np.asarray(getattr(s, f"{name}_mean")).tolist()
+        result[f"{name}_nlo_mean_se"] = np.asarray(getattr(s, f"{name}_mean_se")).tolist()
+        result[f"{name}_ncov"] = np.asarray(getattr(s, f"{name}_ncov")).tolist()
+        result[f"{name}_ncov_se"] = np.asarray(getattr(s, f"{name}_ncov_se")).tolist()
+    result["n_networks"] = args.n_networks
+    result["method"] = args.method
+    result["parameters"] = _nlo_params(args, K0) | {"seed": args.seed}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    arch = "feed-forward nets" if args.feedforward else f"ResNets (rho = {args.rho:g})"
+    _print_nlo_text(result, f"Monte Carlo of {args.n_networks} depth-{args.depth} "
+                            f"{args.activation} {arch}, width N = {args.width} "
+                            f"({args.method}), K0 = {_fmt_matrix(K0)}", se=True)
+    return 0
+
+
 # --- command functions of Bayesian training (issue 4) go here ---
 
 
+_TRAIN_DEFAULTS = dict(n_train=100, n_test=500, depth=10, rho=0.3, width=64, sampler="mala",
+                       steps=1000, n_chains=2)
+
+
+def cmd_train(args) -> int:
+    """Bayesian (Langevin) training of the ResNet on a CIFAR-10 / MNIST class subset."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from fieldres.training import TRAIN_PRESETS, train
+
+    opts = dict(_TRAIN_DEFAULTS)
+    if args.preset:
+        opts.update(TRAIN_PRESETS[args.preset])
+    for k in opts:
+        if getattr(args, k, None) is not None:
+            opts[k] = getattr(args, k)
+    for name in ("n_train", "n_test", "depth", "width", "steps", "n_chains"):
+        if opts[name] < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {opts[name]}")
+    if opts["n_train"] < 2 or opts["steps"] < 2:
+        raise CLIError("--n-train and --steps must be >= 2")
+    for name in ("rho", "noise", "step_size", "temperature", "k0_scale"):
+        v = opts[name] if name in opts else getattr(args, name)
+        ok = math.isfinite(v) and (v >= 0 if name == "rho" else v > 0)
+        if not ok:
+            kind = "non-negative" if name == "rho" else "positive"
+            raise CLIError(f"--{name.replace('_', '-')} must be a {kind} finite number, got {v}")
+    for name in ("sigma_w2", "sigma_b2", "sigma_w2_out", "sigma_b2_out"):
+        v = getattr(args, name)
+        if not math.isfinite(v) or v < 0:
+            raise CLIError(f"--{name.replace('_', '-')} must be a non-negative finite "
+                           f"variance, got {v}")
+    if args.batch_size is not None and opts["sampler"] != "sgld":
+        raise CLIError("--batch-size is for --sampler sgld only")
+    if args.resume and not args.save:
+        raise CLIError("--resume needs --save FILE (the checkpoint to continue)")
+    import fieldres as fr
+
+    hyper = fr.Hyper(args.sigma_w2, args.sigma_b2, args.sigma_w2_out, args.sigma_b2_out)
+    res = train(
+        dataset=args.dataset, classes=args.classes, n_train=opts["n_train"],
+        n_test=opts["n_test"], depth=opts["depth"], rho=opts["rho"], width=opts["width"],
+        sampler=opts["sampler"], steps=opts["steps"], n_chains=opts["n_chains"],
+        k0_scale=args.k0_scale, data_dir=args.data_dir, seed=args.seed, noise=args.noise,
+        likelihood=args.likelihood, temperature=args.temperature, burn_in=args.burn_in,
+        thin=args.thin, step_size=args.step_size, batch_size=args.batch_size, hyper=hyper,
+        activation=args.activation, dtype=args.dtype, progress=not args.json and
+        not args.no_progress and sys.stderr.isatty(), save_path=args.save, resume=args.resume,
+    )
+    d = res.to_dict()
+    if args.json:
+        print(json.dumps(d, indent=2))
+    else:
+        print(f"Bayesian training ({d['sampler']}) of a depth-{d['depth']}, width-{d['width']} "
+              f"{args.activation} ResNet, rho = {d['rho']:g}, on {d['dataset']} "
+              f"{'/'.join(d['classes'])} (n_train = {d['n_train']}, n_test = {d['n_test']})")
+
+        def pm(v, se, fmt=".4f"):
+            return f"{v:{fmt}}" + ("" if se is None else f" ± {se:{fmt}}")
+
+        print(f"  test error {pm(d['test_error'], d['test_error_se'])}, test MSE "
+              f"{pm(d['test_mse'], d['test_mse_se'])}, train MSE "
+              f"{pm(d['train_mse'], d['train_mse_se'])}")
+        kc = d["kernel_change"]
+        print(f"  kernel change {pm(kc, d['kernel_change_se'])} (prior floor "
+              f"{d['kernel_change_prior']:.4f}), kernel-target alignment "
+              f"{pm(d['kernel_alignment'], d['kernel_alignment_se'])} (prior "
+              f"{d['kernel_alignment_prior']:.4f})")
+        acc = d["acceptance_rate"]
+        print(f"  {d['steps']} steps x {d['n_chains']} chains, {d['n_samples']} samples kept"
+              + ("" if acc is None else f", acceptance rate {acc:.3f}")
+              + f", step size {d['step_size']:.3g}, {d['seconds']:.1f} s")
+    if res.diverged:
+        print(f"fieldres: warning: {res.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+
 # --- command functions of the signal-propagation toolkit (issue 5) go here ---
+
+def _eoc_float(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def cmd_edge_of_chaos(args) -> int:
+    """Feed-forward mean field: q*, c*, chi_1, xi_q, xi_c and sigma_w,crit^2(sigma_b^2)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from fieldres import meanfield as mf
+    from fieldres.activations import get_activation
+
+    get_activation(args.activation)
+    for name in ("sigma_b2", "sigma_w2"):
+        v = getattr(args, name)
+        if v is not None and (not math.isfinite(v) or v < 0):
+            raise CLIError(f"--{name.replace('_', '-')} must be a non-negative finite variance, "
+                           f"got {v}")
+    if args.grid < 3:
+        raise CLIError(f"--grid must be >= 3, got {args.grid}")
+    crit = mf.critical_sigma_w2(args.sigma_b2, args.activation)
+    sw2_crit = _eoc_float(crit.sigma_w2)
+    crit_msg = str(crit.messages().ravel()[0])
+    sw2 = args.sigma_w2 if args.sigma_w2 is not None else sw2_crit
+    result = {
+        "activation": args.activation,
+        "sigma_b2": args.sigma_b2,
+        "sigma_w2_critical": sw2_crit,
+        "q_star_critical": _eoc_float(crit.q_star),
+        "critical_status": crit_msg,
+        "sigma_w2": sw2,
+    }
+    exit_code = 0 if sw2_crit is not None else 1
+    if sw2 is not None:
+        r = mf.mean_field(sw2, args.sigma_b2, args.activation)
+        st = int(r.status)
+        result.update({
+            "q_star": _eoc_float(r.q_star),
+            "c_star": _eoc_float(r.c_star),
+            "chi_1": _eoc_float(r.chi_1),
+            "chi_c": _eoc_float(r.chi_c),
+            "xi_q": _eoc_float(r.xi_q),
+            "xi_c": _eoc_float(r.xi_c),
+            "phase": ("no fixed point" if st else "critical" if abs(float(r.chi_1) - 1.0) < 1e-9
+                      else "chaotic" if float(r.chi_1) > 1.0 else "ordered"),
+            "status": str(r.messages().ravel()[0]),
+        })
+        if st:
+            exit_code = 1
+    if args.out:
+        lo, hi = args.sigma_w2_range
+        w = np.linspace(lo, hi, args.grid)
+        b = np.linspace(0.0, max(args.sigma_b2 * 2, 0.3), max(args.grid * 2 // 3, 3))
+        diag = mf.phase_diagram(w, b, args.activation, n_critical=args.grid)
+        mf.plot_phase_diagram(diag, title=f"{args.activation}: depth scale of correlations",
+                              out=args.out)
+        result["figure"] = str(args.out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return exit_code
+
+    def fmt(x):
+        return "inf" if x is None else f"{x:.8g}"
+
+    print(f"Edge of chaos of a deep {args.activation} feed-forward net, "
+          f"sigma_b^2 = {args.sigma_b2:g}")
+    if sw2_crit is None:
+        print(f"  critical sigma_w^2: not found ({crit_msg})")
+    else:
+        print(f"  critical sigma_w^2 = {sw2_crit:.10g}  "
+              f"(q* there = {fmt(result['q_star_critical'])})")
+    if sw2 is not None:
+        where = "the critical point" if args.sigma_w2 is None else f"sigma_w^2 = {sw2:g}"
+        if "q_star" in result and result["q_star"] is not None:
+            print(f"  at {where}: q* = {fmt(result['q_star'])}, c* = {fmt(result['c_star'])}, "
+                  f"chi_1 = {fmt(result['chi_1'])} ({result['phase']})")
+            print(f"  depth scales: xi_q = {fmt(result['xi_q'])}, xi_c = {fmt(result['xi_c'])}")
+        else:
+            print(f"  at {where}: {result.get('status')}")
+    if args.out:
+        print(f"  phase diagram written to {args.out}")
+    return exit_code
+
+
+def cmd_resnet_meanfield(args) -> int:
+    """Yang-Schoenholz residual mean field: trajectories and fitted vs derived exponents."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from fieldres import resnet_meanfield as rmf
+
+    for name in ("sigma_w2", "sigma_b2", "sigma_v2", "sigma_a2"):
+        v = getattr(args, name)
+        if not math.isfinite(v) or v < 0:
+            raise CLIError(f"--{name.replace('_', '-')} must be a non-negative finite variance, "
+                           f"got {v}")
+    act = rmf.resolve_activation(args.activation, args.alpha)
+    K0 = parse_matrix(args.k0)
+    hyper = rmf.ResHyper(args.sigma_w2, args.sigma_b2, args.sigma_v2, args.sigma_a2)
+    traj = rmf.resnet_meanfield(args.kind, args.depth, hyper, act, K0)
+    result = {
+        "kind": args.kind,
+        "activation": act.name,
+        "depth": args.depth,
+        "parameters": {"sigma_w2": args.sigma_w2, "sigma_b2": args.sigma_b2,
+                       "sigma_v2": args.sigma_v2, "sigma_a2": args.sigma_a2,
+                       "alpha": args.alpha, "k0": K0.tolist()},
+        "trajectories": {
+            "layer": list(range(args.depth + 1)),
+            **{k: [_eoc_float(x) for x in np.asarray(getattr(traj, k))]
+               for k in ("p", "p2", "gamma", "e", "s", "q", "log_chi_ratio")},
+        },
+    }
+    laws, fits, note = {}, {}, None
+    try:
+        laws = rmf.asymptotic_laws(args.kind, act, hyper)
+    except ValueError as e:  # no derived law for this activation: trajectories only
+        note = str(e)
+    if laws and args.depth >= 20:
+        fits = rmf.fit_laws(traj, laws)
+    result["laws"] = {
+        k: {"quantity": law.quantity, "form": law.form, "exponent_derived": law.exponent,
+            "coefficient_derived": _eoc_float(law.coefficient),
+            "limit": _eoc_float(law.limit), "note": law.note,
+            "exponent_fitted": _eoc_float(fits[k].exponent) if k in fits else None,
+            "exponent_fitted_se": _eoc_float(fits[k].stderr) if k in fits else None,
+            "fit_layers": [fits[k].l_min, fits[k].l_max] if k in fits else None}
+        for k, law in laws.items()
+    }
+    if note:
+        result["laws_note"] = note
+    if args.out:
+        rmf.plot_laws(traj, laws, fits, title=f"{args.kind} residual net, {act.name}",
+                      out=args.out)
+        result["figure"] = str(args.out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    L = args.depth
+    print(f"Mean field of a {args.kind} residual network ({act.name}), depth {L}")
+    print(f"  layer L: p = {float(traj.p[-1]):.6g}, e = {float(traj.e[-1]):.6g}, "
+          f"s = {float(traj.s[-1]):.6g}, log chi0/chiL = {float(traj.log_chi_ratio[-1]):.6g}")
+    if note:
+        print(f"  {note}")
+    for d in result["laws"].values():
+        fitted = ("—" if d["exponent_fitted"] is None else
+                  f"{d['exponent_fitted']:.5g} ± {d['exponent_fitted_se']:.2g}")
+        print(f"  {d['quantity']:>4} ({d['form']}): derived {d['exponent_derived']:.5g}, "
+              f"fitted {fitted}   [{d['note']}]")
+    if args.out:
+        print(f"  figure written to {args.out}")
+    return 0
+
+
+def cmd_jacobian_spectrum(args) -> int:
+    """Universal Jacobian spectrum (Tarnowski et al. 2019) vs an empirical finite ResNet."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from fieldres import spectra
+
+    act = spectra.spectral_activation(args.activation)
+    for name in ("width", "n_networks"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("sigma_w2", "k0"):
+        v = getattr(args, name)
+        if not math.isfinite(v) or v <= 0:
+            raise CLIError(f"--{name.replace('_', '-')} must be positive and finite, got {v}")
+    if not math.isfinite(args.sigma_b2) or args.sigma_b2 < 0:
+        raise CLIError(f"--sigma-b2 must be a non-negative finite variance, got {args.sigma_b2}")
+    if args.rho is not None and args.c_target is not None:
+        raise CLIError("give either --rho or --c-target, not both")
+    common = dict(sigma_w2=args.sigma_w2, sigma_b2=args.sigma_b2, k0=args.k0,
+                  architecture=args.architecture)
+    if args.c_target is not None:
+        if not math.isfinite(args.c_target) or args.c_target <= 0:
+            raise CLIError(f"--c-target must be positive and finite, got {args.c_target}")
+        rho = spectra.equalising_rho(act, args.depth, args.c_target, **common)
+    else:
+        rho = 1.0 / math.sqrt(args.depth) if args.rho is None else args.rho
+        if not math.isfinite(rho) or rho <= 0:
+            raise CLIError(f"--rho must be positive and finite, got {rho}")
+    ec = spectra.effective_cumulant(act, args.depth, rho, **common)
+    c = float(ec.c)
+    lam = spectra.jacobian_spectrum(jax.random.PRNGKey(args.seed), act, args.depth, args.width,
+                                    rho, weights=args.weights, n_networks=args.n_networks,
+                                    **common)
+    lo, hi = spectra.spectrum_edges(c)
+    ks = spectra.ks_distance(lam, c)
+    result = {
+        "effective_cumulant": c,
+        "ks_distance": ks,
+        "ks_threshold_iid": spectra.ks_threshold(args.width),
+        "condition_number": spectra.condition_number(c),
+        "condition_number_empirical": float(np.sqrt(lam[-1] / lam[0])),
+        "spectrum_edges": [lo, hi],
+        "spectrum_edges_empirical": [float(lam[0]), float(lam[-1])],
+        "mean_sv2": {"empirical": float(lam.mean()), "finite_depth": float(ec.mean_sv2),
+                     "universal": math.exp(c)},
+        "relative_variance": {
+            "empirical": float(lam.var() / lam.mean() ** 2),
+            "finite_depth": float(ec.relvar_gaussian if args.weights == "gaussian"
+                                  else ec.relvar_orthogonal),
+            "universal": 2.0 * c,
+        },
+        "rho": rho,
+        "tarnowski_sigma2": float(spectra.tarnowski_sigma2(rho, args.sigma_w2, args.depth)),
+        "parameters": {
+            "activation": act.name, "depth": args.depth, "width": args.width,
+            "n_networks": args.n_networks, "weights": args.weights,
+            "architecture": args.architecture, "sigma_w2": args.sigma_w2,
+            "sigma_b2": args.sigma_b2, "k0": args.k0, "seed": args.seed,
+            "c_target": args.c_target,
+        },
+    }
+    if args.out:
+        fig = spectra.plot_spectrum(lam, c, out=args.out,
+                                    label=f"{act.name}, N = {args.width}, L = {args.depth}")
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        result["figure"] = str(args.out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"Jacobian spectrum of a {act.name} ResNet ({args.architecture}), L = {args.depth}, "
+          f"N = {args.width}, {args.weights} weights, rho = {rho:.6g} "
+          f"(Tarnowski sigma^2 = {result['tarnowski_sigma2']:.6g})")
+    print(f"  effective cumulant c = {c:.6g}; universal support [{lo:.4g}, {hi:.4g}], "
+          f"condition number {result['condition_number']:.4g} "
+          f"(empirical {result['condition_number_empirical']:.4g})")
+    print(f"  KS distance to the universal law: {ks:.4f} "
+          f"(i.i.d. 99.9% bound for N values: {result['ks_threshold_iid']:.4f})")
+    print(f"  mean squared singular value: empirical {lam.mean():.5g}, finite depth "
+          f"{float(ec.mean_sv2):.5g}, universal e^c = {math.exp(c):.5g}")
+    if args.out:
+        print(f"  figure written to {args.out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -392,6 +866,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rescale inputs so that the mean diagonal of K0 is this value")
     d.add_argument("--data-dir", help="dataset folder (else $FIELDRES_DATA_DIR or ../shared/data)")
     d.add_argument("--seed", type=int, default=0, help="seed of the image selection")
+    s.add_argument("--width", "-N", type=int, default=None,
+                   help="also report rho*(N) at this finite width (1/N theory; slow: minutes "
+                        "at L = 100)")
     s.set_defaults(func=cmd_rho_star)
 
     s = sub.add_parser("scaling", help="rho*(L) over depths and the fitted exponents (Fig. 4c)")
@@ -418,10 +895,123 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_kernel)
 
     # --- commands of the finite-width module (issue 3) go here ---
+    for name, func, hlp in (
+        ("nlo", cmd_nlo, "1/N theory: NLO mean and N Cov of C^(L), K^(L) and the output kernel"),
+        ("simulate", cmd_simulate, "Monte Carlo of finite networks: the same statistics with "
+                                   "standard errors"),
+    ):
+        s = sub.add_parser(name, help=hlp)
+        s.add_argument("--depth", "-L", type=int, default=10, help="number of hidden layers")
+        s.add_argument("--rho", type=float, default=0.3, help="residual scaling")
+        s.add_argument("--width", "-N", type=int, default=100, help="network width N")
+        s.add_argument("--feedforward", action="store_true", help="feed-forward net (no skips)")
+        if name == "simulate":
+            s.add_argument("--n-networks", type=int, default=20000,
+                           help="number of simulated networks")
+            s.add_argument("--seed", type=int, default=0, help="random seed")
+            s.add_argument("--method", choices=["sampler", "full"], default="sampler",
+                           help="O(N P^2) kernel sampler or explicit N x N weights")
+            s.add_argument("--batch-size", type=int, default=2048, help="networks per batch")
+        _add_network_args(s, rho_search=False)
+        s.set_defaults(func=func)
 
     # --- commands of Bayesian training (issue 4) go here ---
+    s = sub.add_parser("train", help="Bayesian (Langevin) training on CIFAR-10/MNIST subsets")
+    s.add_argument("--preset", choices=["smoke", "small"],
+                   help="smoke: under a minute on 2 cores; small: the defaults")
+    s.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist"])
+    s.add_argument("--classes", nargs="+", default=["dog", "airplane"],
+                   help="class names (default: dog airplane; two give ±1 labels)")
+    s.add_argument("--n-train", type=int, help="training examples (default 100)")
+    s.add_argument("--n-test", type=int, help="test examples (default 500)")
+    s.add_argument("--k0-scale", type=float, default=0.05,
+                   help="rescale inputs so that the mean diagonal of K0 is this value")
+    s.add_argument("--data-dir", help="dataset folder (else $FIELDRES_DATA_DIR or ../shared/data)")
+    s.add_argument("--depth", "-L", type=int, help="residual layers (default 10)")
+    s.add_argument("--rho", type=float, help="residual scaling (default 0.3)")
+    s.add_argument("--width", "-N", type=int, help="hidden width (default 64)")
+    s.add_argument("--activation", default="erf", help="erf | relu | tanh | linear")
+    s.add_argument("--sigma-w2", type=float, default=1.25, help="hidden weight variance")
+    s.add_argument("--sigma-b2", type=float, default=0.05, help="hidden bias variance")
+    s.add_argument("--sigma-w2-out", type=float, default=1.25, help="readout weight variance")
+    s.add_argument("--sigma-b2-out", type=float, default=0.05, help="readout bias variance")
+    s.add_argument("--likelihood", default="gaussian", choices=["gaussian", "softmax"])
+    s.add_argument("--noise", type=float, default=0.1,
+                   help="variance T of the Gaussian likelihood y ~ N(f(x), T) (default 0.1)")
+    s.add_argument("--temperature", type=float, default=1.0, help="posterior temperature")
+    s.add_argument("--sampler", choices=["mala", "ula", "sgld"], help="default mala")
+    s.add_argument("--steps", type=int, help="total Langevin steps incl. burn-in (default 1000)")
+    s.add_argument("--burn-in", type=int, help="default: half of --steps")
+    s.add_argument("--thin", type=int, help="keep every THIN-th step (default: ~100 samples)")
+    s.add_argument("--step-size", type=float, default=1e-3,
+                   help="initial step size (MALA adapts it during burn-in)")
+    s.add_argument("--batch-size", type=int, help="SGLD mini-batch size (default 32)")
+    s.add_argument("--n-chains", type=int, help="independent chains (default 2)")
+    s.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="dtype of the sampling (default float32)")
+    s.add_argument("--seed", type=int, default=0, help="seed of data selection and chains")
+    s.add_argument("--save", help="checkpoint file (.npz) written during the run")
+    s.add_argument("--resume", action="store_true", help="continue from --save if it exists")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_train)
+
 
     # --- commands of the signal-propagation toolkit (issue 5) go here ---
+    s = sub.add_parser("edge-of-chaos",
+                       help="feed-forward mean field: q*, c*, chi_1, xi_c, critical sigma_w^2")
+    s.add_argument("--activation", default="tanh", help="tanh | erf | relu | linear (default tanh)")
+    s.add_argument("--sigma-b2", type=float, default=0.05, help="bias variance (default 0.05)")
+    s.add_argument("--sigma-w2", type=float,
+                   help="weight variance for q*, c*, xi_q, xi_c (default: the critical one)")
+    s.add_argument("--out", help="write the phase diagram (xi_c heat map, PNG/PDF)")
+    s.add_argument("--grid", type=int, default=30, help="sigma_w^2 points of the diagram")
+    s.add_argument("--sigma-w2-range", type=float, nargs=2, default=[0.5, 4.0],
+                   metavar=("MIN", "MAX"), help="sigma_w^2 range of the diagram")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_edge_of_chaos)
+
+    s = sub.add_parser("resnet-meanfield",
+                       help="Yang-Schoenholz residual mean field: p, e, s, chi and their laws")
+    s.add_argument("--activation", default="tanh",
+                   help="tanh | erf | relu | alpha-relu (with --alpha) (default tanh)")
+    s.add_argument("--alpha", type=float, help="exponent of alpha-relu, max(x, 0)^alpha")
+    s.add_argument("--kind", choices=["full", "reduced"], default="full",
+                   help="full (two weight layers per block) or reduced residual net")
+    s.add_argument("--depth", "-L", type=int, default=1000, help="number of residual blocks")
+    s.add_argument("--sigma-w2", type=float, default=1.0, help="weight variance sigma_w^2")
+    s.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance sigma_b^2")
+    s.add_argument("--sigma-v2", type=float, default=1.0, help="FRN output weights sigma_v^2")
+    s.add_argument("--sigma-a2", type=float, default=0.0, help="FRN output biases sigma_a^2")
+    s.add_argument("--k0", default="1,0.5;0.5,1",
+                   help="kernel of the two inputs x^(0) as 'a,b;b,c' (default '1,0.5;0.5,1')")
+    s.add_argument("--out", help="write the log-log figure with the derived slopes")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_resnet_meanfield)
+
+    s = sub.add_parser("jacobian-spectrum",
+                       help="universal Jacobian spectrum vs a finite ResNet (Tarnowski et al.)")
+    s.add_argument("--activation", default="tanh",
+                   help="linear | relu | leaky_relu[:SLOPE] | hard_tanh | tanh | erf | sigmoid "
+                        "| selu (default tanh)")
+    s.add_argument("--depth", "-L", type=int, default=50, help="number of residual blocks")
+    s.add_argument("--width", "-N", type=int, default=1000, help="width N of the simulated net")
+    s.add_argument("--rho", type=float, help="residual scaling (default 1/sqrt(depth))")
+    s.add_argument("--c-target", type=float,
+                   help="choose rho so that the effective cumulant is this value "
+                        "(equalising initialisation)")
+    s.add_argument("--sigma-w2", type=float, default=1.0, help="branch weight variance")
+    s.add_argument("--sigma-b2", type=float, default=0.0, help="branch bias variance")
+    s.add_argument("--k0", type=float, default=1.0, help="input variance")
+    s.add_argument("--weights", choices=["gaussian", "orthogonal"], default="gaussian")
+    s.add_argument("--architecture", choices=["fieldres", "tarnowski"], default="fieldres",
+                   help="fieldres: h <- h + rho (W phi(h) + b); tarnowski: "
+                        "x <- x + phi(rho W x + b)")
+    s.add_argument("--n-networks", type=int, default=1, help="networks pooled (default 1)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="write the histogram figure (PNG/PDF)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_jacobian_spectrum)
 
     return p
 
