@@ -44,6 +44,24 @@ from .response import response as response
 from .response import response_curve as response_curve
 from .response import response_jacobian as response_jacobian
 
+# Topic modules, imported on first access (``fieldres.meanfield`` etc.) so that the core
+# calculator and the CLI start without loading the sampler stack.
+_SUBMODULES = (
+    "activations", "kernels", "response", "optimal", "finite_width", "simulation", "models",
+    "sampling", "training", "meanfield", "resnet_meanfield", "spectra", "data", "plotting",
+)
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'fieldres' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))
+
+
 try:
     __version__ = importlib.metadata.version("fieldres")
 except importlib.metadata.PackageNotFoundError:  # running from a source tree
