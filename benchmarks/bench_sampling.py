@@ -5,16 +5,23 @@ Not a test: prints a table (and writes JSON with ``--json``).
 
 ``overhead``  steps per second of the driver (MALA full batch; SGLD mini-batch) against a
               floor: a hand-written ``lax.scan`` of bare ``jax.value_and_grad`` Langevin
-              updates of the same log density, same chains, same batch (no accept/reject,
-              no noise bookkeeping, no summaries). Ratio = floor time / driver time per
-              step (the issue's target: driver <= 1.2x the floor).
+              updates of the same log density, same chains, dtype and step size, doing the
+              same work per step: gradient, Gaussian noise and, for SGLD, a mini-batch
+              drawn without replacement (no accept/reject, no divergence check, no
+              summaries). Ratio = driver time / floor time per step (the issue's target:
+              driver <= 1.2x the floor). ``--baseline FILE`` also times another version of
+              ``fieldres/sampling.py`` (e.g. the previous commit's) in the same run.
 ``scaling``   MALA chain-steps per second over width N, depth L and training-set size n.
 
-Every timing: compile first (one warm-up call), then the median of ``--repeats`` timed
-calls, each ending in ``block_until_ready``; the time per step is the slope between calls of
-``--steps`` and ``3 --steps`` steps, so the fixed cost of a ``sample()`` call (initial
-gradient, host checks) is reported separately and not spread over the steps. float32,
-erf, CIFAR-sized inputs (d_in = 3072, random data: throughput does not depend on the values).
+Every timing: compile first (one warm-up call), then ``--repeats`` rounds in which every
+contender is timed in turn (interleaved, so that a change of the machine's load hits all of
+them alike), each call ending in ``block_until_ready``; the time per step is the slope
+between calls of ``--steps`` and ``3 --steps`` steps, so the fixed cost of a ``sample()``
+call (initial gradient, host checks) is reported separately and not spread over the steps;
+ratios are the median over rounds of the per-round ratio. On a CPU backend the clock is the
+process's CPU time (all threads; ``--clock wall`` for wall time): on a shared machine wall
+time mostly measures the other jobs. float32, erf, CIFAR-sized inputs (d_in = 3072, random
+data: throughput does not depend on the values).
 
 Usage::
 
@@ -28,8 +35,10 @@ On a GPU the same script measures the accelerator (``jax.devices()`` is printed)
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
+import sys
 import time
 
 import jax
@@ -54,39 +63,67 @@ def _problem(n, d_in, width, depth, chains, seed=0):
     return X, Y, lp, ll, ld, pos, rho
 
 
-def _time(fn, repeats):
-    jax.block_until_ready(fn())  # compile + warm-up
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+CLOCK = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
-def _per_step(make, steps, repeats):
-    """Seconds per step from runs of ``steps`` and ``3 steps`` (fixed per-call cost removed).
+def _timed(fn, clock):
+    t = clock()
+    jax.block_until_ready(fn())
+    return clock() - t
 
-    Returns ``(per_step, per_call_overhead)``.
+
+def _per_step(makers: dict, steps, repeats, clock):
+    """Seconds per step of each contender from calls of ``steps`` and ``3 steps`` steps.
+
+    ``makers[name](k)`` returns a function running ``k`` steps. The contenders are timed
+    in turn, ``repeats`` rounds. Returns ``{name: (per_step, per_call_overhead,
+    ratio_to_first)}``: medians over rounds (the ratio is the median of the per-round
+    ratios to the first contender).
     """
-    t1 = _time(make(steps), repeats)
-    t3 = _time(make(3 * steps), repeats)
-    per = (t3 - t1) / (2 * steps)
-    return per, t1 - steps * per
+    fns = {name: (make(steps), make(3 * steps)) for name, make in makers.items()}
+    for f1, f3 in fns.values():  # compile + warm-up
+        jax.block_until_ready(f1())
+        jax.block_until_ready(f3())
+    per = {name: [] for name in fns}
+    fixed = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, (f1, f3) in fns.items():
+            t1 = _timed(f1, clock)
+            t3 = _timed(f3, clock)
+            p = (t3 - t1) / (2 * steps)
+            per[name].append(p)
+            fixed[name].append(t1 - steps * p)
+    first = next(iter(fns))
+    return {name: (statistics.median(per[name]), statistics.median(fixed[name]),
+                   statistics.median([a / b for a, b in zip(per[name], per[first])]))
+            for name in fns}
 
 
-def _floor(ld_batch, pos, rho, steps, eps=1e-4):
-    """Bare Langevin: value_and_grad + update + Gaussian noise, vmapped, in a lax.scan."""
-    vg = jax.vmap(jax.value_and_grad(ld_batch), in_axes=(0, 0))
+def _floor(ld_batch, pos, rho, data, batch, steps, eps=1e-4):
+    """Bare Langevin: value_and_grad + update + Gaussian noise, vmapped, in a lax.scan.
+
+    ``batch``: mini-batch size (drawn without replacement for every chain and step, as
+    SGLD does) or ``None`` for the full batch.
+    """
+    vg = jax.vmap(jax.value_and_grad(ld_batch), in_axes=(0, None if batch is None else 0, 0))
+    n = len(data[0])
+    C = len(rho)
 
     @jax.jit
     def run(pos, key):
         def body(p, t):
-            _, g = vg(p, rho)
+            k_batch, k_noise = jax.random.split(jax.random.fold_in(key, t))
+            if batch is None:
+                b = data
+            else:
+                idx = jax.vmap(lambda k: jax.random.choice(k, n, (batch,), replace=False))(
+                    jax.random.split(k_batch, C))
+                b = jax.tree.map(lambda a: a[idx], data)
+            _, g = vg(p, b, rho)
             noise = jax.tree.map(
                 lambda x, k: jax.random.normal(k, x.shape, x.dtype), p,
                 jax.tree.unflatten(jax.tree.structure(p), list(jax.random.split(
-                    jax.random.fold_in(key, t), len(jax.tree.leaves(p))))))
+                    k_noise, len(jax.tree.leaves(p))))))
             return jax.tree.map(lambda x, gg, n: x + eps * gg + np.sqrt(2 * eps) * n, p, g,
                                 noise), None
         return jax.lax.scan(body, pos, jnp.arange(steps))[0]
@@ -94,9 +131,17 @@ def _floor(ld_batch, pos, rho, steps, eps=1e-4):
     return lambda: run(pos, jax.random.key(1))
 
 
-def _driver(smp, pos, rho, steps):
+def _load_module(path):
+    spec = importlib.util.spec_from_file_location("_baseline_sampling", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _driver(smp, pos, rho, steps, mod=sampling):
     def go():
-        r = sampling.sample(jax.random.key(1), smp, pos, n_steps=steps + 1, burn_in=steps,
+        r = mod.sample(jax.random.key(1), smp, pos, n_steps=steps + 1, burn_in=steps,
                             thin=1, context=rho, step_size=1e-4, adapt_step_size=False,
                             chunk_size=steps)
         return r.positions
@@ -105,30 +150,37 @@ def _driver(smp, pos, rho, steps):
 
 def overhead(args):
     rows = []
+    clock = CLOCK[args.clock]
+    mods = {"driver": sampling}
+    if args.baseline:
+        mods["baseline"] = _load_module(args.baseline)
     with jax.enable_x64(False):
         for sampler in ("mala", "sgld"):
             n = args.n
             X, Y, lp, ll, ld, pos, rho = _problem(n, 3072, args.width, args.depth, args.chains)
-            if sampler == "mala":
-                smp = sampling.MALA(ld, (X, Y))
-                batch = (X, Y)
-            else:
-                smp = sampling.SGLD(lp, ll, (X, Y), args.batch)
-                batch = (X[: args.batch], Y[: args.batch])
-            t_floor, _ = _per_step(
-                lambda k: _floor(lambda p, r, b=batch, f=ld: f(p, b, r), pos, rho, k),  # noqa: B023
-                args.steps, args.repeats)
-            t_drv, t_call = _per_step(lambda k: _driver(smp, pos, rho, k),  # noqa: B023
-                                      args.steps,
-                                      args.repeats)
-            rows.append(dict(sampler=sampler, n=n, batch=len(batch[0]), width=args.width,
-                             depth=args.depth, chains=args.chains, floor_ms=1e3 * t_floor,
-                             driver_ms=1e3 * t_drv, ratio=t_drv / t_floor,
-                             driver_call_overhead_s=t_call))
-            print(f"  {sampler:5s} n={n:5d} batch={len(batch[0]):5d} N={args.width} "
-                  f"L={args.depth} chains={args.chains}: floor {1e3 * t_floor:8.2f} ms/step, "
-                  f"driver {1e3 * t_drv:8.2f} ms/step, ratio {t_drv / t_floor:5.2f} "
-                  f"(+ {t_call:.2f} s per sample() call)", flush=True)
+            batch = None if sampler == "mala" else args.batch
+            makers = {"floor": lambda k, f=ld, X=X, Y=Y, pos=pos, rho=rho, b=batch: _floor(
+                lambda p, d, r: f(p, d, r), pos, rho, (X, Y), b, k)}
+            for name, mod in mods.items():
+                smp = (mod.MALA(ld, (X, Y)) if sampler == "mala"
+                       else mod.SGLD(lp, ll, (X, Y), args.batch))
+                makers[name] = (lambda k, s=smp, m=mod, pos=pos, rho=rho:
+                                _driver(s, pos, rho, k, m))
+            res = _per_step(makers, args.steps, args.repeats, clock)
+            t_floor = res["floor"][0]
+            row = dict(sampler=sampler, n=n, batch=batch or n, width=args.width,
+                       depth=args.depth, chains=args.chains, clock=args.clock,
+                       floor_ms=1e3 * t_floor)
+            line = (f"  {sampler:5s} n={n:5d} batch={batch or n:5d} N={args.width} "
+                    f"L={args.depth} chains={args.chains}: floor {1e3 * t_floor:8.2f} ms/step")
+            for name in mods:
+                t, t_call, ratio = res[name]
+                row |= {f"{name}_ms": 1e3 * t, f"{name}_ratio": ratio,
+                        f"{name}_call_overhead_s": t_call}
+                line += (f", {name} {1e3 * t:8.2f} ms/step, ratio {ratio:5.2f} "
+                         f"(+ {t_call:.2f} s per call)")
+            rows.append(row)
+            print(line, flush=True)
     return rows
 
 
@@ -142,8 +194,9 @@ def scaling(args):
             cfg = base | {name: v}
             X, Y, lp, ll, ld, pos, rho = _problem(cfg["n"], 3072, cfg["width"], cfg["depth"],
                                                   args.chains)
-            t, _ = _per_step(lambda k, f=ld, X=X, Y=Y, pos=pos, rho=rho: _driver(
-                sampling.MALA(f, (X, Y)), pos, rho, k), args.steps, args.repeats)
+            t = _per_step({"mala": lambda k, f=ld, X=X, Y=Y, pos=pos, rho=rho: _driver(
+                sampling.MALA(f, (X, Y)), pos, rho, k)}, args.steps, args.repeats,
+                CLOCK[args.clock])["mala"][0]
             cps = args.chains / t
             rows.append(cfg | dict(chains=args.chains, ms_per_step=1e3 * t,
                                    chain_steps_per_s=cps))
@@ -167,15 +220,21 @@ def main(argv=None):
     p.add_argument("--depths", type=int, nargs="+", default=[5, 20, 50])
     p.add_argument("--ns", type=int, nargs="+", default=[50, 500])
     p.add_argument("--sections", default="overhead,scaling")
+    p.add_argument("--clock", choices=sorted(CLOCK), default=None,
+                   help="cpu (process CPU time; default on a CPU backend) or wall")
+    p.add_argument("--baseline", help="another fieldres/sampling.py to time in the same run")
     p.add_argument("--json")
     args = p.parse_args(argv)
+    if args.clock is None:
+        args.clock = "cpu" if jax.default_backend() == "cpu" else "wall"
     if args.quick:
         args.steps, args.repeats, args.n = 20, 2, 100
         args.widths, args.depths, args.ns = [32, 128], [20], [300]
     print(f"devices: {jax.devices()}")
     out = dict(devices=[str(d) for d in jax.devices()], settings=vars(args))
     if "overhead" in args.sections:
-        print("overhead: driver vs bare value_and_grad Langevin scan (per step, all chains)")
+        print(f"overhead: driver vs bare value_and_grad Langevin scan (per step, all chains; "
+              f"{args.clock} time)")
         out["overhead"] = overhead(args)
     if "scaling" in args.sections:
         print("scaling: MALA throughput")
