@@ -99,6 +99,30 @@ class Timer:
         return time.perf_counter() - self.t0
 
 
+def run_experiment(
+    doc: str,
+    argv: Sequence[str] | None,
+    stem: str,
+    compute: Callable[[argparse.Namespace], dict],
+    plot: Callable[[dict, Path], Any],
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> tuple[dict, argparse.Namespace, Path, Path]:
+    """The common ``main()``: float64, ``--preset/--out/--seed`` (+ ``extra``), ``compute(args)``,
+    the figure ``<out>/<stem>.png`` and the JSON ``<out>/<stem>.json`` with ``runtime_s``.
+
+    Returns ``(result, args, png_path, json_path)`` for the script's own summary lines.
+    """
+    enable_x64()
+    args = parse_args(doc.splitlines()[0], argv, extra=extra)
+    timer = Timer()
+    res = compute(args)
+    png, js = out_paths(args.out, stem)
+    plot(res, png)
+    res["runtime_s"] = timer()
+    save_json(res, js)
+    return res, args, png, js
+
+
 def pair_input_kernel(seed: int, d_in: int, corr: float, sigma_w2_in: float, sigma_b2_in: float):
     """``K^(0)`` of two random Gaussian inputs ``x_1, x_2`` in ``R^d_in`` with correlation ``corr``.
 

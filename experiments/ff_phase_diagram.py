@@ -120,14 +120,9 @@ def plot(res: dict, path):
 
 
 def main(argv=None) -> dict:
-    common.enable_x64()
-    args = common.parse_args(__doc__.splitlines()[0], argv)
-    timer = common.Timer()
-    res = compute(args.preset, args.seed)
-    png, js = common.out_paths(args.out, "ff_phase_diagram")
-    plot(res, png)
-    res["runtime_s"] = timer()
-    common.save_json(res, js)
+    res, args, png, js = common.run_experiment(
+        __doc__, argv, "ff_phase_diagram", lambda a: compute(a.preset, a.seed), plot
+    )
     crit = res["sigma_w2_critical_at_0.05"]
     print(f"FF phase diagram ({args.preset}) written to {png} and {js} in "
           f"{res['runtime_s']:.1f} s")

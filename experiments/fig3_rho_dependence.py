@@ -139,14 +139,9 @@ def plot(res: dict, path):
 
 
 def main(argv=None) -> dict:
-    common.enable_x64()
-    args = common.parse_args(__doc__.splitlines()[0], argv)
-    timer = common.Timer()
-    res = compute(args.preset, args.seed)
-    png, js = common.out_paths(args.out, "fig3_rho_dependence")
-    plot(res, png)
-    res["runtime_s"] = timer()
-    common.save_json(res, js)
+    res, args, png, js = common.run_experiment(
+        __doc__, argv, "fig3_rho_dependence", lambda a: compute(a.preset, a.seed), plot
+    )
     print(f"Fig. 3 ({args.preset}) written to {png} and {js} in {res['runtime_s']:.1f} s")
     for d in res["curves"]:
         print(

@@ -193,14 +193,10 @@ def fieldres_status_name(code: int) -> str:
 
 
 def main(argv=None) -> dict:
-    common.enable_x64()
-    args = common.parse_args(__doc__.splitlines()[0], argv, extra=_extra)
-    timer = common.Timer()
-    res = compute(args.preset, args.seed, args.data_dir)
-    png, js = common.out_paths(args.out, "fig5_data_rho_star")
-    plot(res, png)
-    res["runtime_s"] = timer()
-    common.save_json(res, js)
+    res, args, png, js = common.run_experiment(
+        __doc__, argv, "fig5_data_rho_star", lambda a: compute(a.preset, a.seed, a.data_dir),
+        plot, extra=_extra,
+    )
     print(f"Fig. 5 ({args.preset}) written to {png} and {js} in {res['runtime_s']:.1f} s")
     depths = res["parameters"]["depths"]
     for ln in res["lines"]:

@@ -248,14 +248,9 @@ def plot(res: dict, path):
 
 
 def main(argv=None) -> dict:
-    common.enable_x64()
-    args = common.parse_args(__doc__.splitlines()[0], argv)
-    timer = common.Timer()
-    res = compute(args.preset, args.seed)
-    png, js = common.out_paths(args.out, "fig_nlo_validation")
-    plot(res, png)
-    res["runtime_s"] = timer()
-    common.save_json(res, js)
+    res, args, png, js = common.run_experiment(
+        __doc__, argv, "fig_nlo_validation", lambda a: compute(a.preset, a.seed), plot
+    )
     ws = res["width_scaling"]
     print(f"1/N validation ({args.preset}) written to {png} and {js} in "
           f"{res['runtime_s']:.1f} s")

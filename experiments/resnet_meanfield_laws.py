@@ -130,14 +130,9 @@ def plot(res: dict, path):
 
 
 def main(argv=None) -> dict:
-    common.enable_x64()
-    args = common.parse_args(__doc__.splitlines()[0], argv)
-    timer = common.Timer()
-    res = compute(args.preset, args.seed)
-    png, js = common.out_paths(args.out, "resnet_meanfield_laws")
-    plot(res, png)
-    res["runtime_s"] = timer()
-    common.save_json(res, js)
+    res, args, png, js = common.run_experiment(
+        __doc__, argv, "resnet_meanfield_laws", lambda a: compute(a.preset, a.seed), plot
+    )
     print(f"ResNet mean-field laws ({args.preset}) written to {png} (+ one PNG per activation) "
           f"and {js} in {res['runtime_s']:.1f} s")
     for name, d in res["activations"].items():
