@@ -99,6 +99,11 @@ def _fmt_matrix(K) -> str:
     return ";".join(",".join(f"{v:.6g}" for v in row) for row in np.asarray(K))
 
 
+def _a(word: str) -> str:
+    """``'an erf'``, ``'a tanh'``: the indefinite article as the word is spoken."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def _finite_or_none(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
@@ -243,7 +248,7 @@ def cmd_scaling(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return exit_code
-    print(f"rho*(L) of a {args.activation} ResNet, K0 = {_fmt_matrix(K0)}")
+    print(f"rho*(L) of {_a(args.activation)} ResNet, K0 = {_fmt_matrix(K0)}")
     print(f"  {'L':>6} {'rho* diag':>12} {'rho* sqrtL':>11} {'rho* off':>12} {'rho* sqrtL':>11}")
     def fmt(x, L):
         if x is None:
@@ -258,7 +263,9 @@ def cmd_scaling(args) -> int:
                 print(f"  L = {L}, {kind}: no optimum: {msg}")
 
     def fmt_exp(e, se):
-        return "— (fewer than two optima)" if e is None else f"{e:.4f} (± {se:.4f})"
+        if e is None:
+            return "— (fewer than two optima)"
+        return f"{e:.4f}" + ("" if se is None else f" (± {se:.4f})")
 
     print(f"  fitted exponent: diagonal "
           f"{fmt_exp(result['exponent_diagonal'], result['exponent_diagonal_se'])}, "
@@ -310,7 +317,7 @@ def cmd_response(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return exit_code
-    print(f"chi_out(rho) of a {args.activation} ResNet on {args.n_rho} rho values in "
+    print(f"chi_out(rho) of {_a(args.activation)} ResNet on {args.n_rho} rho values in "
           f"[{args.rho_min_plot:g}, {args.rho_max_plot:g}]")
 
     def star(name, L):

@@ -118,3 +118,9 @@ def test_scaling_and_response_without_maximum_exit_1(capsys):
     d = json.loads(out)
     assert code == 1 and d["rho_star_diagonal"]["10"] is None
     assert "increases monotonically" in d["status_diagonal"]["10"]
+
+
+def test_scaling_text_with_two_depths(capsys):
+    # two depths: an exponent but no standard error of the fit
+    code, out, _ = run(capsys, "scaling", "--depths", "10", "20")
+    assert code == 0 and "fitted exponent: diagonal -0." in out
