@@ -57,6 +57,15 @@ def _add_network_args(p: argparse.ArgumentParser, k0: bool = True,
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
+def _check_variances(args, *names: str) -> None:
+    """Each ``--name`` given (not None) must be a finite, non-negative variance."""
+    for name in names:
+        v = getattr(args, name)
+        if v is not None and (not math.isfinite(v) or v < 0):
+            raise CLIError(f"--{name.replace('_', '-')} must be a non-negative finite variance, "
+                           f"got {v}")
+
+
 def _setup(args):
     """Enable float64, build the hyperparameters and K0, validate. Returns (fr, hyper, K0)."""
     import jax
@@ -64,11 +73,7 @@ def _setup(args):
     jax.config.update("jax_enable_x64", True)
     import fieldres as fr
 
-    for name in ("sigma_w2", "sigma_b2", "sigma_w2_out", "sigma_b2_out"):
-        v = getattr(args, name)
-        if not math.isfinite(v) or v < 0:
-            raise CLIError(f"--{name.replace('_', '-')} must be a non-negative finite variance, "
-                           f"got {v}")
+    _check_variances(args, "sigma_w2", "sigma_b2", "sigma_w2_out", "sigma_b2_out")
     fr.get_activation(args.activation)
     hyper = fr.Hyper(args.sigma_w2, args.sigma_b2, args.sigma_w2_out, args.sigma_b2_out)
     K0 = parse_matrix(args.k0) if hasattr(args, "k0") else None
@@ -621,11 +626,7 @@ def cmd_edge_of_chaos(args) -> int:
     from fieldres.activations import get_activation
 
     get_activation(args.activation)
-    for name in ("sigma_b2", "sigma_w2"):
-        v = getattr(args, name)
-        if v is not None and (not math.isfinite(v) or v < 0):
-            raise CLIError(f"--{name.replace('_', '-')} must be a non-negative finite variance, "
-                           f"got {v}")
+    _check_variances(args, "sigma_b2", "sigma_w2")
     if args.grid < 3:
         raise CLIError(f"--grid must be >= 3, got {args.grid}")
     crit = mf.critical_sigma_w2(args.sigma_b2, args.activation)
@@ -699,11 +700,7 @@ def cmd_resnet_meanfield(args) -> int:
     jax.config.update("jax_enable_x64", True)
     from fieldres import resnet_meanfield as rmf
 
-    for name in ("sigma_w2", "sigma_b2", "sigma_v2", "sigma_a2"):
-        v = getattr(args, name)
-        if not math.isfinite(v) or v < 0:
-            raise CLIError(f"--{name.replace('_', '-')} must be a non-negative finite variance, "
-                           f"got {v}")
+    _check_variances(args, "sigma_w2", "sigma_b2", "sigma_v2", "sigma_a2")
     act = rmf.resolve_activation(args.activation, args.alpha)
     K0 = parse_matrix(args.k0)
     hyper = rmf.ResHyper(args.sigma_w2, args.sigma_b2, args.sigma_v2, args.sigma_a2)
@@ -777,8 +774,7 @@ def cmd_jacobian_spectrum(args) -> int:
         v = getattr(args, name)
         if not math.isfinite(v) or v <= 0:
             raise CLIError(f"--{name.replace('_', '-')} must be positive and finite, got {v}")
-    if not math.isfinite(args.sigma_b2) or args.sigma_b2 < 0:
-        raise CLIError(f"--sigma-b2 must be a non-negative finite variance, got {args.sigma_b2}")
+    _check_variances(args, "sigma_b2")
     if args.rho is not None and args.c_target is not None:
         raise CLIError("give either --rho or --c-target, not both")
     common = dict(sigma_w2=args.sigma_w2, sigma_b2=args.sigma_b2, k0=args.k0,

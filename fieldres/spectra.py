@@ -429,17 +429,23 @@ def effective_cumulant(
     finite-depth first two moments of the spectrum (``N -> inf``), which the universal law
     reproduces up to ``O(c^2/L)``.
     """
+    check_positive("rho", rho)
+    act, (sw, sb, kk) = _checked(activation, depth, architecture, sigma_w2, sigma_b2, k0)
+    return _propagate(act, int(depth), architecture, jnp.asarray(rho, sw.dtype), sw, sb, kk)
+
+
+def _checked(activation, depth, architecture, sigma_w2, sigma_b2, k0):
+    """Validate the network shared by :func:`effective_cumulant` and :func:`equalising_rho`;
+    returns the activation and ``(sigma_w2, sigma_b2, k0)`` as float arrays."""
     act = spectral_activation(activation)
     check_depth(depth)
     if architecture not in _ARCHS:
         raise ValueError(f"architecture must be one of {_ARCHS}, got {architecture!r}")
-    check_positive("rho", rho)
     check_positive("sigma_w2", sigma_w2)
     check_nonnegative("sigma_b2", sigma_b2)
     check_positive("k0 (the input variance)", k0)
     dtype = jnp.result_type(float)
-    args = (jnp.asarray(v, dtype) for v in (rho, sigma_w2, sigma_b2, k0))
-    return _propagate(act, int(depth), architecture, *args)
+    return act, tuple(jnp.asarray(v, dtype) for v in (sigma_w2, sigma_b2, k0))
 
 
 def equalising_rho(
@@ -466,15 +472,8 @@ def equalising_rho(
     Raises ``ValueError`` when ``c_target`` is not reached inside ``rho_range``.
     """
     check_positive("c_target", c_target)
-    act = spectral_activation(activation)
-    check_depth(depth)
-    if architecture not in _ARCHS:
-        raise ValueError(f"architecture must be one of {_ARCHS}, got {architecture!r}")
-    check_positive("sigma_w2", sigma_w2)
-    check_nonnegative("sigma_b2", sigma_b2)
-    check_positive("k0 (the input variance)", k0)
-    dtype = jnp.result_type(float)
-    sw, sb, kk = (jnp.asarray(v, dtype) for v in (sigma_w2, sigma_b2, k0))
+    act, (sw, sb, kk) = _checked(activation, depth, architecture, sigma_w2, sigma_b2, k0)
+    dtype = sw.dtype
 
     def log_c(u, _args=None):
         return jnp.log(_propagate(act, int(depth), architecture, jnp.exp(u), sw, sb, kk).c)

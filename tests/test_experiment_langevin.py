@@ -3,22 +3,11 @@
 import importlib
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fieldres
-
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
-
-
-@pytest.fixture()
-def experiments_path():
-    sys.path.insert(0, str(EXPERIMENTS))
-    yield
-    sys.path.remove(str(EXPERIMENTS))
 
 
 @pytest.mark.usefixtures("experiments_path")

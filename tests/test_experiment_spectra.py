@@ -3,19 +3,8 @@
 import importlib
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
-
-
-@pytest.fixture(scope="module")
-def experiments_path():
-    sys.path.insert(0, str(EXPERIMENTS))
-    yield
-    sys.path.remove(str(EXPERIMENTS))
 
 
 @pytest.mark.usefixtures("experiments_path")

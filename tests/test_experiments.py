@@ -8,22 +8,12 @@ the Monte-Carlo simulation in units of its standard error, Fig. 5 on a tiny fake
 import importlib
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fieldres
-
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
-
-
-@pytest.fixture(scope="module")
-def experiments_path():
-    sys.path.insert(0, str(EXPERIMENTS))
-    yield
-    sys.path.remove(str(EXPERIMENTS))
 
 
 def _run(module: str, tmp_path: Path, *extra: str) -> tuple[dict, dict]:

@@ -9,22 +9,12 @@ generated MNIST fixture (and a clean skip without data).
 import importlib
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fieldres
-
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
-
-
-@pytest.fixture(scope="module")
-def experiments_path():
-    sys.path.insert(0, str(EXPERIMENTS))
-    yield
-    sys.path.remove(str(EXPERIMENTS))
 
 
 def _png_ok(path: Path):
