@@ -6,7 +6,9 @@ Not a test: prints a table (``--json PATH`` writes it). Sections:
 ``single``   one input, L = 100: :func:`fieldres.finite_width.finite_width` (P = 1) and
              :func:`~fieldres.finite_width.finite_width_single`: first call (compile + run)
              and the median of later calls at new values of rho (target: < 2 s after compile)
-``pairs``    every entry for P = 2 at L = 50 (target: < 60 s, compile included)
+``pairs``    every entry for P = 2 at L = 50 (target: < 60 s, compile included), with
+             the default walk method (O(L)) and the pairs method (O(L^2)), and their
+             agreement
 ``vs_mc``    theory vs Monte Carlo at equal accuracy: the MC needs n networks for a 1 %
              standard error on N Var C^(L) (n from the measured fourth moment of the
              samples); MC time = n x the measured time per network of the exact O(N P^2)
@@ -58,13 +60,25 @@ def bench_single(repeats: int) -> dict:
     return res
 
 
-def bench_pairs(depth: int) -> dict:
+def bench_pairs(depth: int, repeats: int) -> dict:
+    """Every entry for P = 2 at one depth, both methods; the walk's agreement with pairs."""
     K0 = jnp.array([[0.5, 0.3], [0.3, 0.8]])
-    first, r = _timed(lambda: finite_width(K0, 0.2, depth, HYPER))
-    second, _ = _timed(lambda: finite_width(K0, 0.21, depth, HYPER))
-    return dict(depth=depth, first_s=first, run_s=second,
-                n_layer_pairs=(depth + 1) * (depth + 2) // 2,
-                C_ncov_last=np.asarray(r.cov_matrix("C")).tolist())
+    out = {}
+    res = {}
+    for method in ("walk", "pairs"):
+        first, res[method] = _timed(lambda m=method: finite_width(K0, 0.2, depth, HYPER,
+                                                                  method=m))
+        later = [_timed(lambda m=method, i=i: finite_width(K0, 0.2 + 0.001 * (i + 1), depth,
+                                                           HYPER, method=m))[0]
+                 for i in range(repeats if method == "walk" else 1)]
+        out[method] = dict(first_s=first, run_s=statistics.median(later))
+    w, p = res["walk"], res["pairs"]
+    diff = max(float(jnp.max(jnp.abs(getattr(w, k) - getattr(p, k)))
+                     / jnp.max(jnp.abs(getattr(p, k))))
+               for k in ("C_cov", "K_cov", "CK_cov", "C_shift", "K_shift"))
+    return dict(depth=depth, n_layer_pairs=(depth + 1) * (depth + 2) // 2,
+                max_rel_diff_walk_pairs=diff,
+                C_ncov_last=np.asarray(w.cov_matrix("C")).tolist(), **out)
 
 
 def bench_vs_mc(case: dict, n_pilot: int, target_rel: float = 0.01) -> dict:
@@ -90,7 +104,7 @@ def bench_vs_mc(case: dict, n_pilot: int, target_rel: float = 0.01) -> dict:
     return dict(case=case, theory_s=t_theory, mc_s_per_network=t_mc / n_pilot,
                 networks_for_1pct=n_needed, mc_s_for_1pct=t_mc_needed,
                 speedup=t_mc_needed / t_theory, mc_NVar=N * var,
-                theory_NVar=float(finite_width(K0, rho, L, HYPER).C_cov[-1, -1, 0, -1, 0, -1]))
+                theory_NVar=float(finite_width(K0, rho, L, HYPER).C_cov[-1, 0, -1, 0, -1]))
 
 
 def main(argv=None) -> dict:
@@ -103,10 +117,14 @@ def main(argv=None) -> dict:
     print("single input, L = 100 (seconds):")
     for k, v in out["single"].items():
         print(f"  {k:22s} first call {v['first_s']:7.2f}   later calls {v['run_s']:7.3f}")
-    out["pairs"] = bench_pairs(50)
+    out["pairs"] = bench_pairs(50, reps)
     v = out["pairs"]
-    print(f"P = 2, all entries, L = 50: first call {v['first_s']:.1f} s (compile included), "
-          f"later {v['run_s']:.1f} s ({v['n_layer_pairs']} layer pairs)")
+    print("P = 2, all entries, L = 50 (seconds):")
+    for m in ("walk", "pairs"):
+        print(f"  method={m:6s} first call {v[m]['first_s']:7.2f} (compile included)   later "
+              f"calls {v[m]['run_s']:7.3f}")
+    print(f"  max relative difference walk vs pairs: {v['max_rel_diff_walk_pairs']:.1e} "
+          f"(pairs: {v['n_layer_pairs']} layer-pair integrals; walk: one pass)")
     cases = [dict(name="THEORY 5 (P=1, L=10, N=200)", K0=[[0.5]], rho=0.3, depth=10,
                   width=200),
              dict(name="P=2, L=50, N=200", K0=[[0.5, 0.3], [0.3, 0.8]], rho=0.2, depth=50,

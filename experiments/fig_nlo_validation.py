@@ -114,8 +114,7 @@ def compute(preset: str, seed: int) -> dict:
             d[f"shift_mc_se_{tag}"] = N * np.asarray(s.C_stderr)[:, a, b]
             n = p["layer_networks"]
             var = np.asarray(s.C_var)[:, a, b]
-            d[f"nvar_theory_{tag}"] = np.asarray([th.C_cov[l, l, a, b, a, b]
-                                                  for l in range(L2 + 1)])
+            d[f"nvar_theory_{tag}"] = np.asarray(th.C_cov)[:, a, b, a, b]
             d[f"nvar_mc_{tag}"] = N * var
             # SE of a variance, Gaussian approximation sqrt(2 / (n - 1)) (plotting only)
             d[f"nvar_mc_se_{tag}"] = N * var * np.sqrt(2.0 / (n - 1))

@@ -85,8 +85,12 @@ quadrature assumes a smooth :math:`\phi` (not ReLU, whose :math:`(\phi^2)''` jum
 
 **Several inputs, feed-forward nets, outputs, response.** :func:`finite_width` is the
 general-``P`` theory (every entry for ``P <= 4``, or up to four selected inputs of a larger
-kernel), for the ResNet and the feed-forward net, with cross-layer covariances between any
-two layers; for ``P = 1`` it reproduces :func:`finite_width_single`. The conditional
+kernel), for the ResNet and the feed-forward net; for ``P = 1`` it reproduces
+:func:`finite_width_single`. Its default *walk* method (``P <= 2``) needs no layer-pair
+integrals: the cross-layer moments are accumulated in one forward pass along one neuron's
+random walk, a density-weighted conditional mean convolved from layer to layer on a grid
+(FFT), ``O(L)``; the *pairs* method (any ``P``) integrates every pair of layers, ``O(L^2)``,
+and also returns covariances between different layers. The conditional
 Gaussianity of the outputs turns the output-kernel covariance into the output prior's
 fourth cumulant (:meth:`FiniteWidth.output_prior`). :func:`chi_out_nlo` differentiates the
 NLO mean output kernel with respect to :math:`K^{(0)}` and :func:`rho_star_width` gives
@@ -656,7 +660,9 @@ class FiniteWidth(eqx.Module):
     r"""Leading order and :math:`O(1/N)` coefficients of the kernel statistics, ``P`` inputs.
 
     Covariances and shifts are multiplied by the width ``N``. Layers ``l = 0..L``.
-    Covariance tensors are indexed ``[l, l', a, b, c, d]`` =
+    Covariance tensors are indexed ``[l, a, b, c, d]`` =
+    :math:`N\,\mathrm{Cov}(\hat X^{(l)}_{ab}, \hat Y^{(l)}_{cd})` (same layer), and the
+    cross-layer tables ``[l, l', a, b, c, d]`` =
     :math:`N\,\mathrm{Cov}(\hat X^{(l)}_{ab}, \hat Y^{(l')}_{cd})`.
 
     Attributes
@@ -666,10 +672,10 @@ class FiniteWidth(eqx.Module):
     out:
         ``(P, P)`` leading-order output kernel.
     C_cov, K_cov:
-        ``(L+1, L+1, P, P, P, P)`` :math:`N\,\mathrm{Cov}` of :math:`\hat C` and of
-        :math:`\hat K` between any two layers and entries.
+        ``(L+1, P, P, P, P)`` :math:`N\,\mathrm{Cov}` between the entries of
+        :math:`\hat C^{(l)}` and of :math:`\hat K^{(l)}` at every layer.
     CK_cov:
-        ``(L+1, L+1, P, P, P, P)`` :math:`N\,\mathrm{Cov}(\hat C^{(l)}_{ab}, \hat K^{(l')}_{cd})`.
+        ``(L+1, P, P, P, P)`` :math:`N\,\mathrm{Cov}(\hat C^{(l)}_{ab}, \hat K^{(l)}_{cd})`.
     out_cov:
         ``(P, P, P, P)`` :math:`N\,\mathrm{Cov}` of the output kernel
         :math:`\sigma^2_{w,out}\hat C^{(L)} + \sigma^2_{b,out}`.
@@ -678,21 +684,30 @@ class FiniteWidth(eqx.Module):
         - K^{(l)})`.
     out_shift:
         ``(P, P)`` :math:`N(\mathbb E\hat K^{out} - K^{out})`.
+    C_cov_layers, K_cov_layers, CK_cov_layers:
+        ``(L+1, L+1, P, P, P, P)`` the same between any two layers ``l, l'``; only from
+        ``method="pairs"`` (``None`` from the walk method).
     residual:
         ``True`` for the ResNet, ``False`` for the feed-forward net.
+    method:
+        ``"walk"`` or ``"pairs"`` (see :func:`finite_width`).
     """
 
     K: Float[Array, "Lp1 P P"]
     C: Float[Array, "Lp1 P P"]
     out: Float[Array, "P P"]
-    C_cov: Float[Array, "Lp1 Lp1 P P P P"]
-    K_cov: Float[Array, "Lp1 Lp1 P P P P"]
-    CK_cov: Float[Array, "Lp1 Lp1 P P P P"]
+    C_cov: Float[Array, "Lp1 P P P P"]
+    K_cov: Float[Array, "Lp1 P P P P"]
+    CK_cov: Float[Array, "Lp1 P P P P"]
     out_cov: Float[Array, "P P P P"]
     C_shift: Float[Array, "Lp1 P P"]
     K_shift: Float[Array, "Lp1 P P"]
     out_shift: Float[Array, "P P"]
+    C_cov_layers: Float[Array, "Lp1 Lp1 P P P P"] | None
+    K_cov_layers: Float[Array, "Lp1 Lp1 P P P P"] | None
+    CK_cov_layers: Float[Array, "Lp1 Lp1 P P P P"] | None
     residual: bool = eqx.field(static=True)
+    method: str = eqx.field(static=True)
 
     @property
     def entries(self) -> list[tuple[int, int]]:
@@ -738,9 +753,38 @@ class FiniteWidth(eqx.Module):
 
         ``name`` is ``"C"``, ``"K"`` or ``"out"`` (``layer`` ignored for ``"out"``).
         """
-        T = self.out_cov if name == "out" else getattr(self, f"{name}_cov")[layer, layer]
+        T = self.out_cov if name == "out" else getattr(self, f"{name}_cov")[layer]
         e = np.asarray(self.entries)
         return T[e[:, 0][:, None], e[:, 1][:, None], e[:, 0][None, :], e[:, 1][None, :]]
+
+
+def _layer_kernels(K0, rho, hyper, act, depth, residual):
+    """Leading-order kernels ``K^(l)``, ``C(K^(l))``, ``l = 0..L`` (``(n, P, P)`` each)."""
+
+    def step(K, _):
+        branch = hyper.sigma_w2 * act.kernel(K) + hyper.sigma_b2
+        K_new = K + rho**2 * branch if residual else branch
+        return K_new, K_new
+
+    _, Ks = jax.lax.scan(step, K0, None, length=depth)
+    Ks = jnp.concatenate([K0[None], Ks])  # (n, P, P)
+    return Ks, jax.vmap(act.kernel)(Ks)
+
+
+_layer_kernels_jit = eqx.filter_jit(_layer_kernels)
+
+
+def _kernel_maps(Ks, act):
+    """Jacobian ``(n, P^2, P^2)`` and Hessian ``(n, P^2, P^2, P^2)`` of ``K -> C(K)``."""
+    n, P = Ks.shape[0], Ks.shape[1]
+
+    def cmap(Kv):
+        K = Kv.reshape(P, P)
+        return act.kernel(0.5 * (K + K.T)).reshape(-1)
+
+    J = jax.vmap(jax.jacfwd(cmap))(Ks.reshape(n, -1))
+    Hs = jax.vmap(jax.jacfwd(jax.jacfwd(cmap)))(Ks.reshape(n, -1))
+    return J, Hs
 
 
 @eqx.filter_jit
@@ -755,21 +799,8 @@ def _general(K0, rho, hyper, act, depth, residual, cross_layer, erf_closed, degr
     else:
         A = hyper.sigma_w2 * jnp.eye(n, k=-1, dtype=dt)
 
-    def step(K, _):
-        branch = hyper.sigma_w2 * act.kernel(K) + hyper.sigma_b2
-        K_new = K + rho**2 * branch if residual else branch
-        return K_new, K_new
-
-    _, Ks = jax.lax.scan(step, K0, None, length=depth)
-    Ks = jnp.concatenate([K0[None], Ks])  # (n, P, P)
-    Cs = jax.vmap(act.kernel)(Ks)
-
-    def cmap(Kv):
-        K = Kv.reshape(P, P)
-        return act.kernel(0.5 * (K + K.T)).reshape(-1)
-
-    J = jax.vmap(jax.jacfwd(cmap))(Ks.reshape(n, -1))  # (n, P^2, P^2)
-    Hs = jax.vmap(jax.jacfwd(jax.jacfwd(cmap)))(Ks.reshape(n, -1))  # (n, P^2, P^2, P^2)
+    Ks, Cs = _layer_kernels(K0, rho, hyper, act, depth, residual)
+    J, Hs = _kernel_maps(Ks, act)
 
     p2 = P * P
     G = (A[:, :, None, None] * J[:, None, :, :])  # (l, m, P^2, P^2)
@@ -820,6 +851,212 @@ def _general(K0, rho, hyper, act, depth, residual, cross_layer, erf_closed, degr
     C_cov = _from_big(cov_CC, n, P)
     K_cov = _from_big(cov_KK, n, P)
     CK_cov = _from_big(cov_CK, n, P)
+    il = jnp.arange(n)
+    wo = hyper.sigma_w2_out
+    return FiniteWidth(
+        K=Ks,
+        C=Cs,
+        out=wo * Cs[-1] + hyper.sigma_b2_out,
+        C_cov=C_cov[il, il],
+        K_cov=K_cov[il, il],
+        CK_cov=CK_cov[il, il],
+        out_cov=wo**2 * C_cov[-1, -1],
+        C_shift=C_shift,
+        K_shift=K_shift,
+        out_shift=wo * C_shift[-1],
+        C_cov_layers=C_cov,
+        K_cov_layers=K_cov,
+        CK_cov_layers=CK_cov,
+        residual=residual,
+        method="pairs",
+    )
+
+
+# Grid of the walk method: half-width in units of the final kernel (exp(-50) tails) and the
+# largest spacing, in h, that resolves phi (band limit of erf ~exp(-k^2/4), of tanh-like
+# activations ~exp(-pi k/2)); calibrated in tests/test_finite_width_walk.py.
+_WALK_HALF_WIDTH = 10.0
+_WALK_SPACING = {"erf": 0.3, "linear": 1.0}
+_WALK_SPACING_DEFAULT = 0.15
+_WALK_DENSITY_POINTS = 2.5  # grid points per standard deviation of the thinnest density
+_WALK_MAX_GRID = 1024
+
+
+def _walk_grid_size(Ks: np.ndarray, act: Activation) -> int:
+    """Grid points per axis for the walk method (from concrete leading-order kernels).
+
+    In the coordinates ``u = M^-1 h`` (``M M^T = K^(L)``) the grid spans
+    ``[-10, 10]^P``. It must resolve ``phi(h_a)`` (frequency ``sqrt(K^(L)_aa)`` times that of
+    ``phi``) and the thinnest layer density (the smallest eigenvalue of
+    ``M^-1 K^(l) M^-T``, at ``l = 0``).
+    """
+    Ks = np.asarray(Ks, np.float64)
+    M = np.linalg.cholesky(Ks[-1])
+    Minv = np.linalg.inv(M)
+    lam = min(np.linalg.eigvalsh(Minv @ K @ Minv.T)[0] for K in (Ks[0], Ks[1 % len(Ks)]))
+    if not lam > 0:
+        return _WALK_MAX_GRID + 1
+    dh = _WALK_SPACING.get(act.name, _WALK_SPACING_DEFAULT)
+    du = min(dh / math.sqrt(float(np.max(np.diagonal(Ks[-1])))),
+             math.sqrt(lam) / _WALK_DENSITY_POINTS)
+    return _round_grid(int(math.ceil(2.0 * _WALK_HALF_WIDTH / du)))
+
+
+def _same_layer_grid_size(Ks: np.ndarray, act: Activation) -> int:
+    """Grid points per axis for the same-layer moments (per-layer whitened coordinates)."""
+    dh = _WALK_SPACING.get(act.name, _WALK_SPACING_DEFAULT)
+    kmax = float(np.max(np.diagonal(np.asarray(Ks, np.float64), axis1=1, axis2=2)))
+    return _round_grid(int(math.ceil(2.0 * _WALK_HALF_WIDTH * math.sqrt(kmax) / dh)))
+
+
+def _round_grid(n: int) -> int:
+    """Round up to 2^k x {1, 5/4, 3/2, 7/4}, at least 32: FFT-friendly, and few distinct
+    sizes to compile when rho or K0 change (the grid size is static)."""
+    n = max(32, n)
+    k = 2 ** (n.bit_length() - 1)
+    return next(m for m in (k, 5 * k // 4, 3 * k // 2, 7 * k // 4, 2 * k) if m >= n)
+
+
+def _periodic_axis(n_grid, dt):
+    du = 2.0 * _WALK_HALF_WIDTH / n_grid
+    return du, -_WALK_HALF_WIDTH + du * jnp.arange(n_grid, dtype=dt)
+
+
+def _same_layer_moments(Ks, act, n_grid):
+    """Same-layer intrinsic moments ``Cov[phi phi, phi phi]`` and ``Cov[phi phi, h h]``.
+
+    ``(n, P^2, P^2)`` each, by the trapezoid rule on ``[-10, 10]^P`` in the coordinates
+    whitened by each layer's kernel (the density is then a standard normal; the rule is
+    spectrally accurate for these entire integrands).
+    """
+    n, P = Ks.shape[0], Ks.shape[1]
+    p2 = P * P
+    du, ax = _periodic_axis(n_grid, Ks.dtype)
+    U = jnp.stack(jnp.meshgrid(*([ax] * P), indexing="ij"), 0).reshape(P, -1)
+    w = jnp.exp(-0.5 * jnp.sum(U * U, 0))
+    w = w / jnp.sum(w)
+
+    def one(K):
+        H = jnp.linalg.cholesky(K) @ U
+        F = act.fn(H)
+        f = (F[:, None] * F[None, :]).reshape(p2, -1)
+        g = (H[:, None] * H[None, :]).reshape(p2, -1)
+        f = f - f @ w[:, None]
+        g = g - g @ w[:, None]
+        return (f * w) @ f.T, (f * w) @ g.T
+
+    return jax.lax.map(one, Ks)
+
+
+def _walk_moments(Ks, J, act, a, n_grid):
+    r"""Cross-layer moments of the ResNet by one forward pass along the one-neuron walk.
+
+    ``V^(l) = sum_{m<l} W^(l,m) f~_m(h^(m))`` (the accumulated-kernel response to the
+    intrinsic fluctuations ``f~_m = phi phi(h^(m)) - C^(m)``, a ``P^2`` vector) obeys
+    ``V^(l+1) = (1 + a J^(l)) V^(l) + a f~_l(h^(l))``. Its density-weighted conditional mean
+    ``v_l(h) = E[V^(l) | h^(l) = h] p_l(h)`` is carried on a periodic grid in
+    ``u = M^-1 h`` and moves from layer to layer by a Gaussian convolution (an FFT multiplier)
+    with the increment covariance ``K^(l+1) - K^(l)``. Returns, for every layer,
+    ``X^(l) = N Cov(S^(l), eps^(l)) = int v_l f~_l^T`` ``(n, P^2, P^2)`` and the mean-shift
+    source ``e^(l)_ab = 1/2 sum_cd int v_l[cd] d_c d_d phi_a phi_b`` ``(n, P^2)``.
+    """
+    n, P = Ks.shape[0], Ks.shape[1]
+    p2 = P * P
+    dt = Ks.dtype
+    M = jnp.linalg.cholesky(Ks[-1])
+    Minv = jax.scipy.linalg.solve_triangular(M, jnp.eye(P, dtype=dt), lower=True)
+    du, ax = _periodic_axis(n_grid, dt)
+    U = jnp.stack(jnp.meshgrid(*([ax] * P), indexing="ij"), 0)  # (P, grid)
+    grid = U.shape[1:]
+    H = jnp.einsum("ab,b...->a...", M, U)
+    F0 = act.fn(H)
+    F1 = _elementwise_derivative(act.fn, 1)(H)
+    F2 = _elementwise_derivative(act.fn, 2)(H)
+    f = (F0[:, None] * F0[None, :]).reshape((p2,) + grid)
+    vol = du**P
+    axes = tuple(range(1, P + 1))
+    freqs = [np.fft.fftfreq(n_grid)] * (P - 1) + [np.fft.rfftfreq(n_grid)]
+    Kf = jnp.stack(jnp.meshgrid(*[jnp.asarray(2.0 * np.pi * fr, dt) / du for fr in freqs],
+                                indexing="ij"), 0)
+    Ku = jnp.einsum("ab,lbc,dc->lad", Minv, Ks, Minv)
+    Dk = jnp.concatenate([Ku[1:] - Ku[:-1], jnp.zeros((1, P, P), dt)])
+    Bs = jnp.eye(p2, dtype=dt) + a * J
+    norm = -0.5 * P * math.log(2.0 * math.pi)
+
+    def step(v, inp):
+        S, D, B = inp
+        Ls = jnp.linalg.cholesky(S)
+        z = jax.scipy.linalg.solve_triangular(Ls, U.reshape(P, -1), lower=True)
+        logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(Ls)))
+        p = jnp.exp(-0.5 * jnp.sum(z * z, 0) - 0.5 * logdet + norm).reshape(grid)
+        ft = f - (jnp.sum(f * p, axis=axes) * vol).reshape((p2,) + (1,) * P)
+        X = jnp.einsum("c...,u...->cu", v, ft) * vol
+        vm = v.reshape((P, P) + grid)
+        vd = jnp.stack([vm[i, i] for i in range(P)])
+        t1 = jnp.einsum("a...,b...->ab", vd * F2, F0)
+        t3 = jnp.einsum("ab...,a...,b...->ab", vm + jnp.swapaxes(vm, 0, 1), F1, F1)
+        e = 0.5 * vol * (t1 + t1.T + t3)
+        w = jnp.einsum("cd,d...->c...", B, v) + a * ft * p
+        mult = jnp.exp(-0.5 * jnp.einsum("a...,ab,b...->...", Kf, D, Kf))
+        v_new = jnp.fft.irfftn(jnp.fft.rfftn(w, axes=axes) * mult, s=grid, axes=axes)
+        return v_new, (X, e.reshape(p2))
+
+    _, (X, e) = jax.lax.scan(step, jnp.zeros((p2,) + grid, dt), (Ku, Dk, Bs))
+    return X, e
+
+
+@eqx.filter_jit
+def _walk(K0, rho, hyper, act, depth, residual, cross_layer, erf_closed, degree,
+          inner_degree, n_theta, block, n_grid, n_same):
+    """Same-layer covariances and mean shifts at every layer in ``O(L)`` (walk method).
+
+    The linear response of the pairs method, rewritten as forward recursions for the
+    accumulated-kernel perturbation ``S^(l+1) = B^(l) S^(l) + c eps^(l)`` (ResNet
+    ``B = 1 + aJ``, ``c = a``; FFNet ``B = sigma_w^2 J``, ``c = sigma_w^2``): its covariance
+    ``Sigma``, its covariance with the pre-activation noise ``Y`` and its mean ``Z``. The
+    cross-layer intrinsic moments enter only through :func:`_walk_moments`.
+    """
+    P = K0.shape[0]
+    n = depth + 1
+    dt = K0.dtype
+    p2 = P * P
+    Ks, Cs = _layer_kernels(K0, rho, hyper, act, depth, residual)
+    J, Hs = _kernel_maps(Ks, act)
+    Xi, XCK = _same_layer_moments(Ks, act, n_same)  # XCK: Cov[phi phi(h^(l)), h h(h^(l))]
+    XKK = (jnp.einsum("nka,nlb->nklab", Ks, Ks) + jnp.einsum("nkb,nla->nklab", Ks, Ks)
+           ).reshape(n, p2, p2)  # Isserlis: Cov[h_k h_l, h_a h_b] at one layer
+    eye = jnp.eye(p2, dtype=dt)
+    if residual:
+        c = rho**2 * hyper.sigma_w2
+        Bs = eye + c * J
+    else:
+        c = hyper.sigma_w2
+        Bs = c * J
+    if residual and cross_layer:
+        X, e = _walk_moments(Ks, J, act, c, n_grid)
+        Ysrc = XCK  # Cov[phi phi(h^(m)), h h(h^(l))] = XCK^(m) for m <= l (martingale)
+    else:
+        X = jnp.zeros((n, p2, p2), dt)
+        e = jnp.zeros((n, p2), dt)
+        Ysrc = jnp.zeros_like(XCK)
+
+    def step(state, inp):
+        Sig, Y, Z = state
+        Jl, Hl, B, Xl, el, Xil, XCKl, XKKl, Ys = inp
+        C_cov = Xil + Jl @ Xl + Xl.T @ Jl.T + Jl @ Sig @ Jl.T
+        K_cov = XKKl + Y + Y.T + Sig
+        CK_cov = XCKl + Jl @ Y + Xl.T + Jl @ Sig
+        src = 0.5 * jnp.einsum("uvw,vw->u", Hl, Sig) + el
+        C_shift = src + Jl @ Z
+        state = (B @ Sig @ B.T + c * (B @ Xl + Xl.T @ B.T) + c**2 * Xil,
+                 B @ Y + c * Ys, B @ Z + c * src)
+        return state, (C_cov, K_cov, CK_cov, C_shift, Z)
+
+    z = jnp.zeros((p2, p2), dt)
+    _, (C_cov, K_cov, CK_cov, C_shift, K_shift) = jax.lax.scan(
+        step, (z, z, jnp.zeros(p2, dt)), (J, Hs, Bs, X, e, Xi, XCK, XKK, Ysrc))
+    C_cov, K_cov, CK_cov = (T.reshape(n, P, P, P, P) for T in (C_cov, K_cov, CK_cov))
+    C_shift = C_shift.reshape(n, P, P)
     wo = hyper.sigma_w2_out
     return FiniteWidth(
         K=Ks,
@@ -828,11 +1065,15 @@ def _general(K0, rho, hyper, act, depth, residual, cross_layer, erf_closed, degr
         C_cov=C_cov,
         K_cov=K_cov,
         CK_cov=CK_cov,
-        out_cov=wo**2 * C_cov[-1, -1],
+        out_cov=wo**2 * C_cov[-1],
         C_shift=C_shift,
-        K_shift=K_shift,
+        K_shift=K_shift.reshape(n, P, P),
         out_shift=wo * C_shift[-1],
+        C_cov_layers=None,
+        K_cov_layers=None,
+        CK_cov_layers=None,
         residual=residual,
+        method="walk",
     )
 
 
@@ -850,6 +1091,8 @@ def finite_width(
     inner_degree: int = 20,
     n_theta: int = 20,
     block: int | None = None,
+    method: str = "auto",
+    grid: int | None = None,
 ) -> FiniteWidth:
     r"""The :math:`1/N` kernel covariances and mean shifts for ``P`` inputs (ResNet or FFNet).
 
@@ -876,11 +1119,22 @@ def finite_width(
         Keep the cross-layer intrinsic moments of the ResNet (``False`` is the wrong
         independent-layer approximation; for comparison only).
     degree, inner_degree, n_theta:
-        Trapezoid nodes per dimension of the outer 2-D rule (default 80 for erf, 48
-        otherwise) and of the inner 2-D rule (non-erf activations), Gauss--Legendre nodes of
-        the bivariate-normal integral (erf).
+        Pairs method only: trapezoid nodes per dimension of the outer 2-D rule (default 80
+        for erf, 48 otherwise) and of the inner 2-D rule (non-erf activations),
+        Gauss--Legendre nodes of the bivariate-normal integral (erf). These defaults are good
+        to ~1e-11 for moderate kernels; strongly correlated kernels with large entries and
+        tanh need more (see ``docs/finite_width.md``).
     block:
-        Intrinsic moments evaluated per vectorised block (memory); default by the rule size.
+        Pairs method: intrinsic moments evaluated per vectorised block (memory).
+    method:
+        ``"walk"``: every same-layer statistic in ``O(L)``, the cross-layer intrinsic moments
+        of the ResNet accumulated along one neuron's random walk on a ``P``-dimensional grid
+        (``P <= 2``). ``"pairs"``: a 4-D integral for every pair of layers, ``O(L^2)``, which
+        also returns the cross-layer tables ``*_cov_layers``. ``"auto"`` (default): the walk
+        when ``P <= 2`` and the kernel is not (nearly) singular, otherwise the pairs.
+    grid:
+        Walk method: points per axis of its grids (default from the kernels and the
+        activation, see ``docs/finite_width.md``; the default is converged to ~1e-12).
 
     Returns
     -------
@@ -933,8 +1187,53 @@ def finite_width(
     dt = K0.dtype
     rho = jnp.asarray(rho, dt)
     hyper = jax.tree.map(lambda v: jnp.asarray(v, dt), hyper)
-    return _general(K0, rho, hyper, act, int(depth), bool(residual), bool(cross_layer),
-                    erf_closed, int(degree), int(inner_degree), int(n_theta), int(block))
+    method, grids = _choose_method(method, grid, K0, rho, hyper, act, int(depth),
+                                   bool(residual), bool(cross_layer))
+    fn = _walk if method == "walk" else _general
+    return fn(K0, rho, hyper, act, int(depth), bool(residual), bool(cross_layer), erf_closed,
+              int(degree), int(inner_degree), int(n_theta), int(block), *grids)
+
+
+_WALK_TRACED_GRID = 256  # grid when the kernels are traced (inside jax transforms)
+
+
+def _choose_method(method, grid, K0, rho, hyper, act, depth, residual, cross_layer):
+    """``("walk", (n_grid, n_same))`` or ``("pairs", ())`` for :func:`finite_width`.
+
+    ``n_grid``: points per axis of the ResNet's cross-layer walk (0: not needed);
+    ``n_same``: of the same-layer moments.
+    """
+    from ._validation import is_concrete
+
+    if method not in ("auto", "walk", "pairs"):
+        raise ValueError(f"method must be 'auto', 'walk' or 'pairs', got {method!r}")
+    P = K0.shape[0]
+    if method == "pairs":
+        return "pairs", ()
+    if P > 2:
+        if method == "walk":
+            raise ValueError(f"the walk method handles P <= 2 inputs (a grid in P dimensions); "
+                             f"got P = {P}: use method='pairs'")
+        return "pairs", ()
+    walk = residual and cross_layer
+    if grid is not None:
+        if int(grid) < 16:
+            raise ValueError(f"grid must be >= 16 points per axis, got {grid}")
+        g = int(grid) + int(grid) % 2
+        return "walk", (g if walk else 0, g)
+    if not all(is_concrete(x) for x in (K0, rho, *jax.tree.leaves(hyper))):
+        return "walk", (_WALK_TRACED_GRID if walk else 0, _WALK_TRACED_GRID)
+    Ks = np.asarray(_layer_kernels_jit(K0, rho, hyper, act, depth, residual)[0])
+    lam = min(np.linalg.eigvalsh(K)[0] / np.max(np.diagonal(K)) for K in Ks)
+    n = _walk_grid_size(Ks, act) if (walk and lam > 1e-12) else 0
+    if lam > 1e-12 and n <= _WALK_MAX_GRID:
+        return "walk", (n, _same_layer_grid_size(Ks, act))
+    if method == "walk":
+        raise ValueError(
+            f"the walk method needs a grid of more than {_WALK_MAX_GRID} points per axis: "
+            f"the kernel is (nearly) singular (inputs almost identical or opposite); use "
+            f"method='pairs' or pass grid=...")
+    return "pairs", ()
 
 
 # ==========================================================================================
@@ -1117,25 +1416,38 @@ def chi_out_nlo(
     hyper = jax.tree.map(lambda v: jnp.asarray(v, dt), hyper)
     per = degree**2 * (n_theta if erf_closed else inner_degree**2)
     blk = max(1, min(256, 2**22 // per))
+    rho = jnp.asarray(rho, dt)
+    fn = _nlo_fn(block, rho, hyper, act, int(depth))
 
     def stats(Kb):
-        r = _general(Kb, jnp.asarray(rho, dt), hyper, act, int(depth), True, True, erf_closed,
-                     degree, inner_degree, n_theta, blk)
+        r = fn(Kb, rho, hyper, act, int(depth), True, True, erf_closed, degree, inner_degree,
+               n_theta, blk)
         return jnp.stack([r.out[i, k], r.out_shift[i, k]])
 
     return tuple(jax.jvp(stats, (block,), (T,))[1])
 
 
+def _nlo_fn(block, rho, hyper, act, depth):
+    """The ResNet NLO routine for a ``P <= 2`` block: the walk (grid chosen at these values),
+    or the pairs method for a singular block."""
+    method, grids = _choose_method("auto", None, block, rho, hyper, act, depth, True, True)
+    if method == "pairs":
+        return _general
+    return lambda *args: _walk(*args, *grids)
+
+
 @eqx.filter_jit
 def _chi_derivatives(block, T, u, hyper, act, depth, ik, erf_closed, degree, inner_degree,
-                     n_theta, blk):
-    """``(chi_0, chi_1)``, ``d chi_1 / du`` and ``d^2 chi_0 / du^2`` in one nested JVP."""
+                     n_theta, blk, grids):
+    """``(chi_0, chi_1)``, ``d chi_1 / du`` and ``d^2 chi_0 / du^2`` in one nested JVP
+    (walk method with these ``grids``; the pairs method when ``grids`` is empty)."""
     i, k = ik
 
     def chi(uu):
         def stats(Kb):
-            r = _general(Kb, jnp.exp(uu), hyper, act, depth, True, True, erf_closed, degree,
-                         inner_degree, n_theta, blk)
+            args = (Kb, jnp.exp(uu), hyper, act, depth, True, True, erf_closed, degree,
+                    inner_degree, n_theta, blk)
+            r = _walk(*args, *grids) if grids else _general(*args)
             return jnp.stack([r.out[i, k], r.out_shift[i, k]])
 
         return jax.jvp(stats, (block,), (T,))[1]
@@ -1195,9 +1507,11 @@ def rho_star_width(
     hyper = jax.tree.map(lambda v: jnp.asarray(v, dt), hyper)
     per = degree**2 * (n_theta if erf_closed else inner_degree**2)
     blk = max(1, min(256, 2**22 // per))
+    _, grids = _choose_method("auto", None, block, jnp.exp(u_safe), hyper, act, int(depth),
+                              True, True)
     (c0, c1), d1, dd0 = _chi_derivatives(block, T, u_safe, hyper, act, int(depth), ik,
                                          erf_closed, int(degree), int(inner_degree),
-                                         int(n_theta), blk)
+                                         int(n_theta), blk, grids)
     shift = -d1 / dd0
     width = jnp.asarray(width, K0.dtype)
     rho_N = jnp.exp(u_safe + shift / width)

@@ -18,3 +18,16 @@ def experiments_path():
     sys.path.insert(0, str(EXPERIMENTS))
     yield
     sys.path.remove(str(EXPERIMENTS))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Drop JAX's compiled executables after each test module.
+
+    Every XLA:CPU executable keeps its own memory mappings; the full suite compiles
+    thousands of them (grid sizes, shapes, activations), and without this the process
+    reaches the kernel's mapping limit (vm.max_map_count = 65530) and XLA aborts inside a
+    later compilation (seen in tests/test_training.py after ~300 tests).
+    """
+    yield
+    jax.clear_caches()

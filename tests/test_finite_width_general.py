@@ -35,7 +35,12 @@ FF = dict(K0=K2, rho=1.0, depth=4, hyper=Hyper(sigma_w2=1.5, sigma_b2=0.1), resi
 
 @pytest.fixture(scope="module")
 def p2():
-    return finite_width(K2, 0.5, 8, HYPER)
+    return finite_width(K2, 0.5, 8, HYPER)  # the walk method (default for P <= 2)
+
+
+@pytest.fixture(scope="module")
+def p2_pairs():
+    return finite_width(K2, 0.5, 8, HYPER, method="pairs")
 
 
 # ------------------------------------------------------------------------------------------
@@ -43,15 +48,21 @@ def p2():
 # ------------------------------------------------------------------------------------------
 
 
-def test_single_input_special_case():
+@pytest.mark.parametrize("method", ["walk", "pairs"])
+def test_single_input_special_case(method):
     """P = 1 of the general code = the single-input code (THEORY §5 case) to 1e-10."""
-    g = finite_width(jnp.array([[0.5]]), 0.3, 10, HYPER)
+    g = finite_width(jnp.array([[0.5]]), 0.3, 10, HYPER, method=method)
     s = finite_width_single(0.5, 0.3, 10, HYPER, degree=256)
-    np.testing.assert_allclose(g.C_cov[:, :, 0, 0, 0, 0], s.C_cov, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(jnp.diagonal(g.K_cov[:, :, 0, 0, 0, 0]), s.K_var, atol=1e-10)
+    assert g.method == method
+    if method == "pairs":  # every pair of layers
+        np.testing.assert_allclose(g.C_cov_layers[:, :, 0, 0, 0, 0], s.C_cov, atol=1e-10)
+    else:
+        assert g.C_cov_layers is None
+    np.testing.assert_allclose(g.C_cov[:, 0, 0, 0, 0], jnp.diagonal(s.C_cov), atol=1e-10)
+    np.testing.assert_allclose(g.K_cov[:, 0, 0, 0, 0], s.K_var, atol=1e-10)
     np.testing.assert_allclose(g.C_shift[:, 0, 0], s.C_shift, rtol=0, atol=1e-10)
     np.testing.assert_allclose(g.K_shift[:, 0, 0], s.K_shift, rtol=0, atol=1e-10)
-    assert float(g.C_cov[-1, -1, 0, 0, 0, 0]) == pytest.approx(0.15901, abs=5e-6)
+    assert float(g.C_cov[-1, 0, 0, 0, 0]) == pytest.approx(0.15901, abs=5e-6)
     assert float(g.C_shift[-1, 0, 0]) == pytest.approx(-0.1496, abs=5e-5)
     assert float(g.out_shift[0, 0]) == pytest.approx(1.25 * float(s.C_shift[-1]), rel=1e-9)
 
@@ -65,10 +76,9 @@ def test_diagonal_entries_are_single_input_problems(p2):
     """
     for a, k0 in ((0, 0.5), (1, 0.8)):
         s = finite_width_single(k0, 0.5, 8, HYPER)
-        np.testing.assert_allclose(p2.C_cov[:, :, a, a, a, a], s.C_cov, atol=5e-8)
+        np.testing.assert_allclose(p2.C_cov[:, a, a, a, a], jnp.diagonal(s.C_cov), atol=5e-8)
         np.testing.assert_allclose(p2.C_shift[:, a, a], s.C_shift, atol=5e-8)
-        np.testing.assert_allclose(jnp.diagonal(p2.K_cov[:, :, a, a, a, a]), s.K_var,
-                                   atol=5e-8)
+        np.testing.assert_allclose(p2.K_cov[:, a, a, a, a], s.K_var, atol=5e-8)
 
 
 def _linear_recursion(K0, rho, depth, sw, sb, residual):
@@ -97,25 +107,28 @@ def _linear_recursion(K0, rho, depth, sw, sb, residual):
     return np.array(Ks), np.array(Vs)
 
 
+@pytest.mark.parametrize("method", ["walk", "pairs"])
 @pytest.mark.parametrize("residual", [True, False])
-def test_linear_network_exact(residual):
+def test_linear_network_exact(residual, method):
     """Linear phi, P = 2: C-hat = K-hat obey an exact recursion; the mean shift vanishes."""
     K0 = np.array([[0.7, 0.3], [0.3, 0.5]])
     rho, L, sw, sb = 0.4, 6, 1.1, 0.2
     r = finite_width(K0, rho, L, Hyper(sigma_w2=sw, sigma_b2=sb), "linear", residual=residual,
-                     degree=32, inner_degree=32)
+                     degree=32, inner_degree=32, method=method)
     Ks, Vs = _linear_recursion(K0, rho, L, sw, sb, residual)
     np.testing.assert_allclose(r.K, Ks, rtol=1e-13)
     for name in ("C_cov", "K_cov", "CK_cov"):
-        diag = np.array([np.asarray(getattr(r, name))[l, l] for l in range(L + 1)])
-        np.testing.assert_allclose(diag, Vs, rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(getattr(r, name), Vs, rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(r.C_shift, 0.0, atol=1e-12)
     np.testing.assert_allclose(r.K_shift, 0.0, atol=1e-12)
+    if method == "walk":
+        return
+    T = r.K_cov_layers
     if residual:  # cross-layer: N Cov(K^(l+1), K^(m)) = (1 + a) N Cov(K^(l), K^(m)), m <= l
         a = rho**2 * sw
-        np.testing.assert_allclose(r.K_cov[4, 2], (1 + a) ** 2 * r.K_cov[2, 2], rtol=1e-11)
+        np.testing.assert_allclose(T[4, 2], (1 + a) ** 2 * T[2, 2], rtol=1e-11)
     else:  # FFNet: N Cov(K^(l+1), K^(l)) = sw N Cov(K^(l), K^(l)) (the propagated part)
-        np.testing.assert_allclose(r.K_cov[3, 2], sw * r.K_cov[2, 2], rtol=1e-11)
+        np.testing.assert_allclose(T[3, 2], sw * T[2, 2], rtol=1e-11)
 
 
 def test_ffnet_single_input_recursion():
@@ -154,7 +167,7 @@ def test_ffnet_single_input_recursion():
         V = (sw * G) ** 2 * V + E(lambda x: t(x) ** 4, K_new) - C(K_new) ** 2
         K = K_new
     assert float(r.K[-1, 0, 0]) == pytest.approx(K, rel=1e-9)
-    assert float(r.C_cov[-1, -1, 0, 0, 0, 0]) == pytest.approx(V, rel=1e-5)
+    assert float(r.C_cov[-1, 0, 0, 0, 0]) == pytest.approx(V, rel=1e-5)
     assert float(r.C_shift[-1, 0, 0]) == pytest.approx(D, rel=1e-4)
 
 
@@ -196,8 +209,9 @@ def test_erf_inner_hessian_is_derivative_of_value():
 def test_erf_closed_form_route_equals_generic_quadrature():
     """Closed-form inner integrals (erf) = 2-D Gauss--Hermite inner integrals (erf by
     quadrature), all P = 2 entries, covariances and shifts."""
-    a = finite_width(K2, 0.5, 2, HYPER)
-    b = finite_width(K2, 0.5, 2, HYPER, "erf-quadrature", degree=64, inner_degree=28)
+    a = finite_width(K2, 0.5, 2, HYPER, method="pairs")
+    b = finite_width(K2, 0.5, 2, HYPER, "erf-quadrature", degree=64, inner_degree=28,
+                     method="pairs")
     for name in ("C_cov", "K_cov", "CK_cov", "C_shift", "K_shift"):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0, atol=2e-6,
                                    err_msg=name)
@@ -210,9 +224,9 @@ def test_quadrature_converged(p2):
                                    err_msg=name)
 
 
-def test_structure(p2):
-    n = p2.K.shape[0]
-    T = np.asarray(p2.C_cov)
+def test_structure(p2_pairs, p2):
+    n = p2_pairs.K.shape[0]
+    T = np.asarray(p2_pairs.C_cov_layers)
     # symmetries: (a b) <-> (b a), (l, ab) <-> (l', cd)
     np.testing.assert_allclose(T, np.transpose(T, (0, 1, 3, 2, 4, 5)), atol=1e-14)
     np.testing.assert_allclose(T, np.transpose(T, (1, 0, 4, 5, 2, 3)), atol=1e-14)
@@ -221,8 +235,16 @@ def test_structure(p2):
     big = T[:, :, e[:, 0], e[:, 1]][:, :, :, e[:, 0], e[:, 1]]
     big = np.transpose(big, (0, 2, 1, 3)).reshape(n * 3, n * 3)
     assert np.linalg.eigvalsh(big)[0] > -1e-12
+    np.testing.assert_allclose(p2_pairs.C_cov, T[np.arange(n), np.arange(n)], rtol=1e-15)
+    # same-layer covariances (walk): symmetric, PSD over the entries at every layer
+    W = np.asarray(p2.C_cov)
+    np.testing.assert_allclose(W, np.transpose(W, (0, 3, 4, 1, 2)), atol=1e-14)
+    np.testing.assert_allclose(W, np.transpose(W, (0, 2, 1, 3, 4)), atol=1e-14)
+    for name in ("C", "K"):
+        for layer in range(n):
+            assert np.linalg.eigvalsh(np.asarray(p2.cov_matrix(name, layer)))[0] > -1e-12
     assert p2.cov_matrix("out").shape == (3, 3)
-    np.testing.assert_allclose(p2.out_cov, 1.25**2 * p2.C_cov[-1, -1], rtol=1e-14)
+    np.testing.assert_allclose(p2.out_cov, 1.25**2 * p2.C_cov[-1], rtol=1e-14)
     np.testing.assert_allclose(p2.K_shift[1:], np.cumsum(
         0.25 * 1.25 * np.asarray(p2.C_shift[:-1]), axis=0), atol=1e-14)
     # layer 0: i.i.d. Gaussian layer, no shift
@@ -231,7 +253,7 @@ def test_structure(p2):
 
 def test_cross_layer_terms_matter(p2):
     wrong = finite_width(K2, 0.5, 8, HYPER, cross_layer=False)
-    assert float(wrong.C_cov[-1, -1, 0, 1, 0, 1]) < 0.8 * float(p2.C_cov[-1, -1, 0, 1, 0, 1])
+    assert float(wrong.C_cov[-1, 0, 1, 0, 1]) < 0.8 * float(p2.C_cov[-1, 0, 1, 0, 1])
 
 
 def test_output_prior(p2):
