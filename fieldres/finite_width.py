@@ -929,7 +929,7 @@ def _same_layer_moments(Ks, act, n_grid):
     whitened by each layer's kernel (the density is then a standard normal; the rule is
     spectrally accurate for these entire integrands).
     """
-    n, P = Ks.shape[0], Ks.shape[1]
+    P = Ks.shape[1]
     p2 = P * P
     du, ax = _periodic_axis(n_grid, Ks.dtype)
     U = jnp.stack(jnp.meshgrid(*([ax] * P), indexing="ij"), 0).reshape(P, -1)
@@ -960,7 +960,7 @@ def _walk_moments(Ks, J, act, a, n_grid):
     ``X^(l) = N Cov(S^(l), eps^(l)) = int v_l f~_l^T`` ``(n, P^2, P^2)`` and the mean-shift
     source ``e^(l)_ab = 1/2 sum_cd int v_l[cd] d_c d_d phi_a phi_b`` ``(n, P^2)``.
     """
-    n, P = Ks.shape[0], Ks.shape[1]
+    P = Ks.shape[1]
     p2 = P * P
     dt = Ks.dtype
     M = jnp.linalg.cholesky(Ks[-1])
