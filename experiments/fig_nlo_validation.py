@@ -25,17 +25,22 @@ PRESETS = {
     "quick": dict(layer_width=50, layer_networks=3000, depth2=3,
                   fit_lo_widths=[25, 100], fit_nlo_widths=[8],
                   fit_networks=30_000, cov_width=100, cov_networks=6000,
-                  ff_nlo_widths=[16], ff_networks=20_000),
+                  ff_nlo_widths=[16], ff_networks=20_000,
+                  rn_nlo_widths=[8, 16], rn_networks=[20_000, 20_000]),
     "paper": dict(layer_width=50, layer_networks=200_000, depth2=8,
                   fit_lo_widths=[50, 100, 200, 400],
                   fit_nlo_widths=[8, 12, 16, 24, 32, 48, 64],
                   fit_networks=1_000_000, cov_width=200, cov_networks=100_000,
-                  ff_nlo_widths=[16, 24, 32, 48, 64], ff_networks=1_000_000),
+                  ff_nlo_widths=[16, 24, 32, 48, 64], ff_networks=1_000_000,
+                  rn_nlo_widths=[8, 12, 16, 24, 32, 48],
+                  rn_networks=[1_000_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000,
+                               16_000_000]),
 }
 K2 = [[0.5, 0.3], [0.3, 0.8]]
 RHO2, SIGMA_W2, SIGMA_B2 = 0.5, 1.25, 0.05  # the two-input ResNet case
 FF_SIGMA_W2, FF_SIGMA_B2 = 1.5, 0.1  # the feed-forward case (same K0)
 REF = dict(k0=0.5, rho=0.3, depth=10)  # THEORY §5
+RN = dict(K0=[[1.0, -0.9], [-0.9, 1.2]], rho=0.7, depth=8)  # ResNet with a visible 1/N^2
 
 
 def _fit(widths, err, se):
@@ -53,32 +58,57 @@ def _fit(widths, err, se):
     return float(coef[1]), float(np.sqrt(cov[1, 1])), ok
 
 
-def ffnet_width_scaling(key, p) -> dict:
-    """Error of E C^(L)_12 of the two-input feed-forward net vs width: 1/N^2 after NLO."""
-    import fieldres
+def nlo_width_scaling(key, K0, rho, depth, hyper, residual, widths, networks,
+                      entry=(0, 1)) -> dict:
+    """Error of E C^(L)_entry vs width for one case: LO error ~ 1/N, NLO error ~ 1/N^2.
+
+    ``networks``: networks per width (the NLO error falls like 1/N^2 while the standard
+    error falls like 1/sqrt(N n), so wider nets need many more of them to be resolved)."""
     from fieldres.finite_width import finite_width
     from fieldres.simulation import simulate_kernels
 
-    hyp = fieldres.Hyper(FF_SIGMA_W2, FF_SIGMA_B2, FF_SIGMA_W2, FF_SIGMA_B2)
-    L2 = p["depth2"]
-    th = finite_width(np.asarray(K2), RHO2, L2, hyp, residual=False)
-    lo, shift = float(th.C[-1, 0, 1]), float(th.C_shift[-1, 0, 1])
+    a, b = entry
+    th = finite_width(np.asarray(K0), rho, depth, hyper, residual=residual)
+    lo, shift = float(th.C[-1, a, b]), float(th.C_shift[-1, a, b])
     rows = []
-    for i, w in enumerate(p["ff_nlo_widths"]):
-        s = simulate_kernels(jax.random.fold_in(key, 300 + i), np.asarray(K2), rho=RHO2,
-                             depth=L2, width=w, n_networks=p["ff_networks"],
-                             sigma_w2=FF_SIGMA_W2, sigma_b2=FF_SIGMA_B2, residual=False,
-                             keep_last=False, batch_size=20_000)
-        m, se = float(s.C_mean[-1, 0, 1]), float(s.C_stderr[-1, 0, 1])
-        rows.append(dict(width=w, mean=m, se=se, err_lo=m - lo, err_nlo=m - lo - shift / w,
-                         z_nlo=(m - lo - shift / w) / se))
+    for w, n in zip(widths, networks):
+        s = simulate_kernels(jax.random.fold_in(key, w), np.asarray(K0), rho=rho,
+                             depth=depth, width=w, n_networks=int(n),
+                             sigma_w2=float(hyper.sigma_w2), sigma_b2=float(hyper.sigma_b2),
+                             residual=residual, keep_last=False, batch_size=20_000)
+        m, se = float(s.C_mean[-1, a, b]), float(s.C_stderr[-1, a, b])
+        rows.append(dict(width=w, networks=int(n), mean=m, se=se, err_lo=m - lo,
+                         err_nlo=m - lo - shift / w, z_nlo=(m - lo - shift / w) / se))
     p_nlo, p_nlo_se, ok = _fit([r["width"] for r in rows], [r["err_nlo"] for r in rows],
                                [r["se"] for r in rows])
     p_lo, p_lo_se, ok_lo = _fit([r["width"] for r in rows], [r["err_lo"] for r in rows],
                                 [r["se"] for r in rows])
-    return dict(rows=rows, C_lo=lo, C_shift=shift, depth=L2, exponent_nlo=p_nlo,
-                exponent_nlo_se=p_nlo_se, exponent_lo=p_lo, exponent_lo_se=p_lo_se,
-                widths_used_nlo=[r["width"] for r, k in zip(rows, ok) if k])
+    return dict(rows=rows, C_lo=lo, C_shift=shift, depth=depth, entry=list(entry),
+                K0=np.asarray(K0).tolist(), rho=rho, residual=residual,
+                exponent_nlo=p_nlo, exponent_nlo_se=p_nlo_se, exponent_lo=p_lo,
+                exponent_lo_se=p_lo_se,
+                widths_used_nlo=[r["width"] for r, k in zip(rows, ok) if k],
+                widths_used_lo=[r["width"] for r, k in zip(rows, ok_lo) if k])
+
+
+def ffnet_width_scaling(key, p) -> dict:
+    """Error of E C^(L)_12 of the two-input feed-forward net vs width: 1/N^2 after NLO."""
+    import fieldres
+
+    hyp = fieldres.Hyper(FF_SIGMA_W2, FF_SIGMA_B2, FF_SIGMA_W2, FF_SIGMA_B2)
+    widths = p["ff_nlo_widths"]
+    return nlo_width_scaling(jax.random.fold_in(key, 300), K2, RHO2, p["depth2"], hyp, False,
+                             widths, [p["ff_networks"]] * len(widths))
+
+
+def resnet_width_scaling(key, p) -> dict:
+    """The same for a two-input ResNet whose 1/N^2 term is large enough to resolve
+    (anti-correlated inputs, rho = 0.7, L = 8, off-diagonal entry: N^2 x NLO error ~ 0.3)."""
+    import fieldres
+
+    hyp = fieldres.Hyper(SIGMA_W2, SIGMA_B2, SIGMA_W2, SIGMA_B2)
+    return nlo_width_scaling(jax.random.fold_in(key, 400), RN["K0"], RN["rho"], RN["depth"],
+                             hyp, True, p["rn_nlo_widths"], p["rn_networks"])
 
 
 def compute(preset: str, seed: int) -> dict:
@@ -156,6 +186,8 @@ def compute(preset: str, seed: int) -> dict:
 
     # (c'): a case with larger 1/N^2 terms, the off-diagonal C_12 of the feed-forward net
     out["width_scaling_ffnet"] = ffnet_width_scaling(key, p)
+    # (c''): a ResNet case with a resolvable 1/N^2 term
+    out["width_scaling_resnet"] = resnet_width_scaling(key, p)
 
     # (d): every entry of N Cov at the last layer, ResNet, two inputs
     th = finite_width(K2a, RHO2, L2, hyper)
@@ -223,6 +255,13 @@ def plot(res: dict, path):
         ax[2].errorbar(w2, np.abs([r["err_nlo"] for r in wf["rows"]]),
                        yerr=[r["se"] for r in wf["rows"]], fmt="D", color="tab:green",
                        label=f"FFNet $C_{{12}}$ NLO error, fit $N^{{-{wf['exponent_nlo']:.2f}}}$")
+    wr = res.get("width_scaling_resnet")
+    if wr:
+        w3 = np.array([r["width"] for r in wr["rows"]], float)
+        ax[2].errorbar(w3, np.abs([r["err_nlo"] for r in wr["rows"]]),
+                       yerr=[r["se"] for r in wr["rows"]], fmt="v", color="tab:blue",
+                       label=f"ResNet $C_{{12}}$ (anti-corr.) NLO error, fit "
+                             f"$N^{{-{wr['exponent_nlo']:.2f}}}$")
     ax[2].set_xscale("log")
     ax[2].set_yscale("log")
     ax[2].set_xlabel("width $N$")
@@ -259,6 +298,11 @@ def main(argv=None) -> dict:
     wf = res["width_scaling_ffnet"]
     print(f"  FFNet C_12: NLO error exponent {wf['exponent_nlo']:.3f} +- "
           f"{wf['exponent_nlo_se']:.3f} (widths {wf['widths_used_nlo']})")
+    wr = res["width_scaling_resnet"]
+    print(f"  ResNet C_12 (anti-correlated inputs): NLO error exponent "
+          f"{wr['exponent_nlo']:.3f} +- {wr['exponent_nlo_se']:.3f} (widths "
+          f"{wr['widths_used_nlo']}), LO error exponent {wr['exponent_lo']:.3f} +- "
+          f"{wr['exponent_lo_se']:.3f}")
     for name, d in res["layers"].items():
         print(f"  {name}: max |theory - MC| / SE of the mean shift over layers: "
               f"C11 {d['shift_max_abs_z_11']:.2f}, C12 {d['shift_max_abs_z_12']:.2f}")
