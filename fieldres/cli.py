@@ -870,8 +870,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", help="dataset folder (else $FIELDRES_DATA_DIR or ../shared/data)")
     d.add_argument("--seed", type=int, default=0, help="seed of the image selection")
     s.add_argument("--width", "-N", type=int, default=None,
-                   help="also report rho*(N) at this finite width (1/N theory; slow: minutes "
-                        "at L = 100)")
+                   help="also report rho*(N) at this finite width (1/N theory; 15-20 s, "
+                        "mostly compilation)")
     s.set_defaults(func=cmd_rho_star)
 
     s = sub.add_parser("scaling", help="rho*(L) over depths and the fitted exponents (Fig. 4c)")

@@ -878,27 +878,40 @@ def _general(K0, rho, hyper, act, depth, residual, cross_layer, erf_closed, degr
 _WALK_HALF_WIDTH = 10.0
 _WALK_SPACING = {"erf": 0.3, "linear": 1.0}
 _WALK_SPACING_DEFAULT = 0.15
-_WALK_DENSITY_POINTS = 2.5  # grid points per standard deviation of the thinnest density
 _WALK_MAX_GRID = 1024
 
 
 def _walk_grid_size(Ks: np.ndarray, act: Activation) -> int:
     """Grid points per axis for the walk method (from concrete leading-order kernels).
 
-    In the coordinates ``u = M^-1 h`` (``M M^T = K^(L)``) the grid spans
-    ``[-10, 10]^P``. It must resolve ``phi(h_a)`` (frequency ``sqrt(K^(L)_aa)`` times that of
-    ``phi``) and the thinnest layer density (the smallest eigenvalue of
-    ``M^-1 K^(l) M^-T``, at ``l = 0``).
+    In the coordinates ``u = M^-1 h`` (``M M^T = K^(L)``) the grid spans ``[-10, 10]^P``
+    with spacing ``du``. It must resolve ``phi(h_a)`` (frequency ``sqrt(K^(L)_aa)`` times that
+    of ``phi``) and every layer density ``p_l`` (thinnest variance ``lam`` = the smallest
+    eigenvalue of ``K_u = M^-1 K^(l) M^-T``), with ``s = sqrt(lam) / du`` points per standard
+    deviation: the trapezoid sums need ``exp(-2 pi^2 s^2) < 1e-15`` (``s^2 >= 1.7``), and the
+    FFT convolution of ``f p_l`` with the increment ``D`` aliases the spectrum beyond the
+    Nyquist frequency, damped by the convolution itself: the error is
+    ``exp(-pi^2 s^2 (1 + r) / 2)`` for a relative damping ``r = D / lam <= 1`` and
+    ``exp(-2 pi^2 s^2 r / (1 + r))`` for ``r > 1`` (``r``: the smallest eigenvalue of
+    ``K_u^-1/2 D_u K_u^-1/2``); both must be below ``e^-37``.
     """
     Ks = np.asarray(Ks, np.float64)
     M = np.linalg.cholesky(Ks[-1])
     Minv = np.linalg.inv(M)
-    lam = min(np.linalg.eigvalsh(Minv @ K @ Minv.T)[0] for K in (Ks[0], Ks[1 % len(Ks)]))
-    if not lam > 0:
-        return _WALK_MAX_GRID + 1
-    dh = _WALK_SPACING.get(act.name, _WALK_SPACING_DEFAULT)
-    du = min(dh / math.sqrt(float(np.max(np.diagonal(Ks[-1])))),
-             math.sqrt(lam) / _WALK_DENSITY_POINTS)
+    Ku = np.einsum("ab,lbc,dc->lad", Minv, Ks, Minv)
+    du = _WALK_SPACING.get(act.name, _WALK_SPACING_DEFAULT) / math.sqrt(
+        float(np.max(np.diagonal(Ks[-1]))))
+    for l in range(len(Ks)):
+        w, V = np.linalg.eigh(Ku[l])
+        if not w[0] > 0:
+            return _WALK_MAX_GRID + 1
+        s2 = 1.7
+        if l + 1 < len(Ks):
+            S = V @ np.diag(w**-0.5) @ V.T
+            r = max(float(np.linalg.eigvalsh(S @ (Ku[l + 1] - Ku[l]) @ S)[0]), 0.0)
+            s2 = max(s2, 74.0 / (math.pi**2 * (1.0 + r)) if r <= 1.0
+                     else 37.0 * (1.0 + r) / (2.0 * math.pi**2 * r))
+        du = min(du, math.sqrt(w[0] / s2))
     return _round_grid(int(math.ceil(2.0 * _WALK_HALF_WIDTH / du)))
 
 

@@ -385,10 +385,11 @@ def test_nlo_error_falls_like_inverse_width_squared():
     assert r["widths_used_nlo"] == [8, 16, 32]  # every NLO error resolved (> 2 SE)
     assert abs(r["exponent_nlo"] - 2.0) < 3 * r["exponent_nlo_se"]
     assert r["exponent_nlo_se"] < 0.25
-    # the leading-order error is ~1/N (its own 1/N^2 part lifts the apparent exponent at
-    # these small widths: 1.10 +- 0.01 over N = 8..48 in the paper preset)
-    assert abs(r["exponent_lo"] - 1.0) < 0.15
-    assert r["exponent_nlo"] > r["exponent_lo"] + 0.5
+    # the leading-order error is dominated by 1/N; its own 1/N^2 part lifts the apparent
+    # exponent at these small widths (1.14 here, 1.10 +- 0.01 over N = 8..48 in the paper
+    # preset); the NLO correction removes one power of N (measured: 2.22 +- 0.18 vs 1.14)
+    assert r["exponent_lo"] < 1.5
+    assert abs(r["exponent_nlo"] - r["exponent_lo"] - 1.0) < 3 * r["exponent_nlo_se"]
 
 
 @pytest.mark.slow
