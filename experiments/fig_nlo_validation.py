@@ -17,6 +17,8 @@ Usage: ``python experiments/fig_nlo_validation.py --preset quick|paper --out res
 
 from __future__ import annotations
 
+import math
+
 import _common as common
 import jax
 import numpy as np
@@ -246,8 +248,10 @@ def plot(res: dict, path):
     se = np.array([r["se"] for r in rows])
     ax[2].errorbar(w, e_lo, yerr=se, fmt="o", color="tab:red",
                    label=f"LO error, fit $N^{{-{ws['exponent_lo']:.2f}}}$")
+    resolved = math.isfinite(ws["exponent_nlo_se"]) and ws["exponent_nlo_se"] < 0.5
     ax[2].errorbar(w, e_nlo, yerr=se, fmt="s", color="tab:purple",
-                   label=f"NLO error, fit $N^{{-{ws['exponent_nlo']:.2f}}}$")
+                   label=f"NLO error, fit $N^{{-{ws['exponent_nlo']:.2f}}}$" if resolved
+                   else "NLO error (mostly below the MC resolution)")
     ax[2].plot(w, se, ":", color="gray", label="MC standard error")
     wf = res.get("width_scaling_ffnet")
     if wf:
