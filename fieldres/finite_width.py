@@ -635,12 +635,16 @@ def _intrinsic(Ks, act, erf_closed, pairs_mode, degree, inner_degree, n_theta, b
     return Xi_CC, Xi_CK, (el, Y)
 
 
+def _isserlis_same(K):
+    """Isserlis: ``Cov[h_k h_l, h_a h_b] = K_ka K_lb + K_kb K_la``, batched over leading axes."""
+    return jnp.einsum("...ka,...lb->...klab", K, K) + jnp.einsum("...kb,...la->...klab", K, K)
+
+
 def _isserlis(Ks, residual):
     """``Cov[h^(p)_k h^(p)_l, h^(q)_a h^(q)_b]`` for the one-neuron Gaussian trajectory."""
     n = Ks.shape[0]
     p, q = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    Km = Ks[np.minimum(p, q)]  # (n, n, P, P)
-    T = jnp.einsum("pqka,pqlb->pqklab", Km, Km) + jnp.einsum("pqkb,pqla->pqklab", Km, Km)
+    T = _isserlis_same(Ks[np.minimum(p, q)])  # Cov(h^(p), h^(q)) = K^(min(p, q))
     if not residual:
         T = T * jnp.asarray(p == q, Ks.dtype)[:, :, None, None, None, None]
     return T
@@ -930,9 +934,12 @@ def _round_grid(n: int) -> int:
     return next(m for m in (k, 5 * k // 4, 3 * k // 2, 7 * k // 4, 2 * k) if m >= n)
 
 
-def _periodic_axis(n_grid, dt):
+def _periodic_grid(n_grid, P, dt):
+    """Spacing ``du`` and the nodes ``U`` ``(P, n_grid, ..., n_grid)`` of the periodic grid
+    on ``[-10, 10)^P``."""
     du = 2.0 * _WALK_HALF_WIDTH / n_grid
-    return du, -_WALK_HALF_WIDTH + du * jnp.arange(n_grid, dtype=dt)
+    ax = -_WALK_HALF_WIDTH + du * jnp.arange(n_grid, dtype=dt)
+    return du, jnp.stack(jnp.meshgrid(*([ax] * P), indexing="ij"), 0)
 
 
 def _same_layer_moments(Ks, act, n_grid):
@@ -944,8 +951,8 @@ def _same_layer_moments(Ks, act, n_grid):
     """
     P = Ks.shape[1]
     p2 = P * P
-    du, ax = _periodic_axis(n_grid, Ks.dtype)
-    U = jnp.stack(jnp.meshgrid(*([ax] * P), indexing="ij"), 0).reshape(P, -1)
+    _, U = _periodic_grid(n_grid, P, Ks.dtype)
+    U = U.reshape(P, -1)
     w = jnp.exp(-0.5 * jnp.sum(U * U, 0))
     w = w / jnp.sum(w)
 
@@ -978,8 +985,7 @@ def _walk_moments(Ks, J, act, a, n_grid):
     dt = Ks.dtype
     M = jnp.linalg.cholesky(Ks[-1])
     Minv = jax.scipy.linalg.solve_triangular(M, jnp.eye(P, dtype=dt), lower=True)
-    du, ax = _periodic_axis(n_grid, dt)
-    U = jnp.stack(jnp.meshgrid(*([ax] * P), indexing="ij"), 0)  # (P, grid)
+    du, U = _periodic_grid(n_grid, P, dt)
     grid = U.shape[1:]
     H = jnp.einsum("ab,b...->a...", M, U)
     F0 = act.fn(H)
@@ -1036,8 +1042,7 @@ def _walk(K0, rho, hyper, act, depth, residual, cross_layer, erf_closed, degree,
     Ks, Cs = _layer_kernels(K0, rho, hyper, act, depth, residual)
     J, Hs = _kernel_maps(Ks, act)
     Xi, XCK = _same_layer_moments(Ks, act, n_same)  # XCK: Cov[phi phi(h^(l)), h h(h^(l))]
-    XKK = (jnp.einsum("nka,nlb->nklab", Ks, Ks) + jnp.einsum("nkb,nla->nklab", Ks, Ks)
-           ).reshape(n, p2, p2)  # Isserlis: Cov[h_k h_l, h_a h_b] at one layer
+    XKK = _isserlis_same(Ks).reshape(n, p2, p2)
     eye = jnp.eye(p2, dtype=dt)
     if residual:
         c = rho**2 * hyper.sigma_w2
