@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Throughput of the Langevin samplers (fieldres.sampling) on the ResNet posterior.
+"""Throughput of the Langevin samplers (fieldres.bayes.sampling) on the ResNet posterior.
 
 Not a test: prints a table (and writes JSON with ``--json``).
 
@@ -45,10 +45,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fieldres import sampling
-from fieldres.kernels import Hyper
-from fieldres.models import init_params
-from fieldres.training import make_log_density
+from fieldres.bayes import sampling as sampling
+from fieldres.bayes.models import init_params
+from fieldres.bayes.training import make_log_density
+from fieldres.kernels.recursion import Hyper
 
 
 def _problem(n, d_in, width, depth, chains, seed=0):

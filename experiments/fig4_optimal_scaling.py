@@ -99,8 +99,8 @@ def compute(preset: str) -> dict:
             exponent_off=fit.exponent_offdiagonal,
             exponent_off_se=fit.exponent_offdiagonal_se,
             # local exponents from the deepest depths (L >= 100): closer to the asymptotic -1/2
-            exponent_diag_large_L=fieldres.optimal.fit_power_law(depths[big], rd[big])[0],
-            exponent_off_large_L=fieldres.optimal.fit_power_law(depths[big], ro[big])[0],
+            exponent_diag_large_L=fieldres.signal.optimal.fit_power_law(depths[big], rd[big])[0],
+            exponent_off_large_L=fieldres.signal.optimal.fit_power_law(depths[big], ro[big])[0],
             continuum_rho_star=np.sqrt(float(cont.tau_star) / depths),
             continuum_status=int(cont.status),
             continuum_K_star=float(cont.K_star),

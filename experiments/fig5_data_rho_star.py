@@ -101,7 +101,7 @@ def compute(preset: str, seed: int, data_dir) -> dict:
         summary[kind] = dict(
             max_over_min_across_hyper_per_depth=_ratio(m, 0),
             max_over_min_across_depth_per_hyper=_ratio(m, 1),
-            exponent_per_hyper=[fieldres.optimal.fit_power_law(depths, row)[0] for row in m],
+            exponent_per_hyper=[fieldres.signal.optimal.fit_power_law(depths, row)[0] for row in m],
         )
     return dict(
         parameters=dict(

@@ -45,7 +45,7 @@ def _tag(*parts: str) -> int:
 
 
 def compute(preset: str, seed: int) -> dict:
-    from fieldres import spectra as sp
+    from fieldres.meanfield import spectra as sp
 
     p = PRESETS[preset]
     L, N = p["depth"], p["width"]
@@ -137,7 +137,7 @@ def compute(preset: str, seed: int) -> dict:
 def plot(res: dict, hist: dict, ff_hist: dict, path):
     import matplotlib.pyplot as plt
 
-    from fieldres import spectra as sp
+    from fieldres.meanfield import spectra as sp
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
     ax = axes[0, 0]

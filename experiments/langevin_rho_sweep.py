@@ -11,7 +11,7 @@ posterior of the ResNet (erf, THEORY §1 variances, Gaussian likelihood with noi
 ±1 labels, CIFAR-10 dogs vs airplanes) is then sampled by MALA for ``rho = f rho*(L)`` on a
 log grid of factors ``f`` (default ``1/8 ... 8``); all ``rho`` of one depth and their chains
 are vmapped in one run, sharded over every available device
-(:func:`fieldres.training.train_sweep`). Measured per point: posterior-predictive test
+(:func:`fieldres.bayes.training.train_sweep`). Measured per point: posterior-predictive test
 error and MSE, train MSE, kernel change (posterior-mean last-hidden-layer kernel vs the NNGP
 prior kernel) and kernel--target alignment, with standard errors over chains.
 
@@ -228,7 +228,7 @@ def main(argv=None) -> dict:
         print(f"figure redrawn: {png}")
         return res
     import fieldres
-    from fieldres.training import train_sweep
+    from fieldres.bayes.training import train_sweep
 
     cfg = dict(PRESETS[args.preset])
     if args.depths:

@@ -5,7 +5,7 @@ grid of depths L and branch variances sigma_v^2 (tanh) or exponents alpha (alpha
 ``--vary alpha``), trained with plain SGD, and their test accuracy is shown as a heat map.
 Overlaid: contours of the mean-field prediction at initialisation, the gradient explosion
 log chi^(0)/chi^(L) for tanh, log s^(L) (squared distance of two inputs) for alpha-ReLU,
-computed by :func:`fieldres.resnet_meanfield.resnet_meanfield` from the data's own input
+computed by :func:`fieldres.meanfield.residual.resnet_meanfield` from the data's own input
 kernel. The theory claims that the best accuracy follows one contour across depths: for each
 depth the best cell is marked and its theory value reported (a constant value across depths
 supports the claim).
@@ -80,7 +80,7 @@ def _loss(params, x, y, phi):
 
 def _train_grid(key, ds, depth, cells, p, vary):
     """Train one net per grid cell (vmapped); returns test accuracies (nan if diverged)."""
-    from fieldres.resnet_meanfield import AlphaReLU
+    from fieldres.meanfield.residual import AlphaReLU
 
     x_tr = jnp.asarray(ds.x_train, jnp.float32)
     y_tr = jnp.asarray(ds.y_train)
@@ -123,7 +123,7 @@ def _train_grid(key, ds, depth, cells, p, vary):
 
 
 def _theory(depths, cells, vary, K0):
-    from fieldres import resnet_meanfield as rm
+    from fieldres.meanfield import residual as rm
 
     grid = np.full((len(depths), len(cells)), np.nan)
     for i, L in enumerate(depths):

@@ -27,7 +27,7 @@ ALPHA = 0.75
 
 
 def _cases():
-    from fieldres import resnet_meanfield as rm
+    from fieldres.meanfield import residual as rm
 
     return {
         "tanh": ("tanh", rm.ResHyper(1.0, 0.0, 1.0, 0.0)),
@@ -37,7 +37,7 @@ def _cases():
 
 
 def compute(preset: str, seed: int) -> dict:
-    from fieldres import resnet_meanfield as rm
+    from fieldres.meanfield import residual as rm
 
     p = PRESETS[preset]
     res: dict = {"parameters": dict(preset=preset, seed=seed, kind="full", alpha=ALPHA, **p),
@@ -79,7 +79,7 @@ def compute(preset: str, seed: int) -> dict:
 def plot(res: dict, path):
     import matplotlib.pyplot as plt
 
-    from fieldres import resnet_meanfield as rm
+    from fieldres.meanfield import residual as rm
 
     objects = res.pop("_objects")
     stem = path.with_suffix("")

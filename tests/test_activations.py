@@ -8,8 +8,8 @@ import scipy.integrate as si
 from scipy.special import ndtr
 
 import fieldres as fr
-from fieldres.activations import GaussHermite, evaluations_per_entry
-from fieldres.optimal import Status
+from fieldres.kernels.activations import GaussHermite, evaluations_per_entry
+from fieldres.signal.optimal import Status
 
 ERF = fr.Erf()
 ERF_Q = fr.get_activation("erf-quadrature")

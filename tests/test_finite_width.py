@@ -7,9 +7,9 @@ import pytest
 import scipy.integrate
 import scipy.special
 
-from fieldres.activations import get_activation
 from fieldres.finite_width import finite_width_single, gauss_cov_pair
-from fieldres.kernels import Hyper, resnet_kernels
+from fieldres.kernels.activations import get_activation
+from fieldres.kernels.recursion import Hyper, resnet_kernels
 from fieldres.simulation import simulate_kernels
 
 HYPER = Hyper(sigma_w2=1.25, sigma_b2=0.05, sigma_w2_out=1.25, sigma_b2_out=0.05)

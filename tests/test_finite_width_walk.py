@@ -7,15 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fieldres.activations import get_activation
-from fieldres.finite_width import (
+from fieldres.finite_width.core import (
     _kernel_maps,
     _layer_kernels_jit,
     _walk_grid_size,
     _walk_moments,
     finite_width,
 )
-from fieldres.kernels import Hyper
+from fieldres.kernels.activations import get_activation
+from fieldres.kernels.recursion import Hyper
 
 HYPER = Hyper(sigma_w2=1.25, sigma_b2=0.05)
 K2 = np.array([[0.5, 0.3], [0.3, 0.8]])

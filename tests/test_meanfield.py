@@ -94,7 +94,7 @@ def test_quadrature_route_matches_closed_form():
 
 def test_implicit_derivatives_match_finite_differences():
     def q_of(sw2):
-        return mf._q_star(sw2, jnp.asarray(0.05), fieldres.get_activation("erf"),
+        return mf.feedforward._q_star(sw2, jnp.asarray(0.05), fieldres.get_activation("erf"),
                           jnp.asarray(1.0))[0]
 
     x = jnp.asarray(2.0)

@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 
 import fieldres
-from fieldres import models
+from fieldres.bayes import models as models
 
 HYPER = fieldres.Hyper(sigma_w2=1.25, sigma_b2=0.2, sigma_w2_out=1.1, sigma_b2_out=0.3,
                        sigma_w2_in=1.5, sigma_b2_in=0.1)

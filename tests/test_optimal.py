@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fieldres as fr
-from fieldres.optimal import (
+from fieldres.signal.optimal import (
     Status,
     fit_power_law,
     rho_star,

@@ -9,8 +9,8 @@ import fieldres as fr
 
 
 def test_topic_modules_are_reachable_from_the_package():
-    for name in ("meanfield", "resnet_meanfield", "spectra", "models", "sampling", "training",
-                 "finite_width", "simulation"):
+    for name in ("kernels", "signal", "finite_width", "simulation", "bayes", "meanfield", "data",
+                 "cli"):
         mod = getattr(fr, name)
         assert mod.__name__ == f"fieldres.{name}" and name in dir(fr)
     with pytest.raises(AttributeError, match="no attribute 'not_a_module'"):

@@ -1,4 +1,4 @@
-"""Yang-Schoenholz residual mean field (fieldres.resnet_meanfield).
+"""Yang-Schoenholz residual mean field (fieldres.meanfield.residual).
 
 Independent routes: the alpha-ReLU kernel against SciPy quadrature and against the ReLU
 closed form; the recursions against a NumPy reference; the large-depth laws derived
@@ -17,8 +17,8 @@ import pytest
 from scipy import integrate
 
 import fieldres
-from fieldres import resnet_meanfield as rm
 from fieldres.cli import main
+from fieldres.meanfield import residual as rm
 
 
 def _K(e, p0=1.0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fieldres as fr
-from fieldres.response import response, response_jacobian
+from fieldres.signal.response import response, response_jacobian
 
 K0 = jnp.array([[0.05, 0.03, 0.01], [0.03, 0.05, 0.02], [0.01, 0.02, 0.08]])
 

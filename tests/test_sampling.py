@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fieldres import sampling
+from fieldres.bayes import sampling as sampling
 
 T = 0.5
 D = 3
@@ -239,7 +239,7 @@ def test_chains_are_sharded_over_devices():
         import os, json
         import jax, jax.numpy as jnp, numpy as np
         jax.config.update("jax_enable_x64", True)
-        from fieldres import sampling
+        from fieldres.bayes import sampling as sampling
         def ld(p, data, c):
             return -0.5 * jnp.sum((p - c) ** 2)
         pos = jnp.zeros((4, 2))

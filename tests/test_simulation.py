@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fieldres.simulation import (
+from fieldres.simulation.engine import (
     SimulationResult,
     _kernel_batch,
     simulate_kernels,
@@ -415,7 +415,7 @@ def test_reproducible_batching_and_compile_once():
 
 def test_activation_forms():
     """Names, callables and Activation objects give the same networks."""
-    from fieldres.activations import get_activation
+    from fieldres.kernels.activations import get_activation
 
     key = jax.random.PRNGKey(13)
     a = simulate_kernels(key, K0_2, n_networks=16, **SMALL)

@@ -19,8 +19,8 @@ import scipy.integrate
 import scipy.special
 
 import fieldres
-from fieldres import spectra as sp
 from fieldres.cli import main
+from fieldres.meanfield import spectra as sp
 
 KEY = jax.random.PRNGKey(0)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fieldres
-from fieldres import training
+from fieldres.bayes import training as training
 from fieldres.cli import main
 
 KEYS = ("test_error", "test_mse", "train_mse", "kernel_change", "kernel_alignment",

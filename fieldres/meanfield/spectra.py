@@ -76,7 +76,8 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
-from ._validation import check_depth, check_nonnegative, check_positive
+from .._validation import check_depth, check_nonnegative, check_positive
+from ..kernels.quadrature import gauss_legendre
 
 __all__ = [
     "SpectralActivation",
@@ -202,7 +203,7 @@ def spectral_activation(activation) -> SpectralActivation:
     Names: ``linear``, ``relu``, ``leaky_relu`` (slope ``0.01`` for ``x < 0``, as
     ``jax.nn.leaky_relu``; ``leaky_relu:0.2`` sets the slope), ``hard_tanh``, ``tanh``,
     ``erf``, ``sigmoid``, ``selu`` (Klambauer et al.'s constants). A fieldres
-    :class:`~fieldres.activations.Activation` or a plain callable gets its derivative from
+    :class:`~fieldres.kernels.activations.Activation` or a plain callable gets its derivative from
     :func:`jax.grad` (assumed smooth except possibly at 0).
     """
     if isinstance(activation, SpectralActivation):
@@ -224,7 +225,7 @@ def spectral_activation(activation) -> SpectralActivation:
                 f"{sorted(SPECTRAL_ACTIVATIONS)} (or 'leaky_relu:SLOPE') or a callable"
             )
         return SPECTRAL_ACTIVATIONS[key]()
-    from .activations import Activation
+    from ..kernels.activations import Activation
 
     if isinstance(activation, Activation):
         if activation.name in SPECTRAL_ACTIVATIONS:
@@ -256,10 +257,6 @@ _U_ENDS = (0.0, 1.0, 2.5, 4.5, 7.0, 10.0)  # panel ends in standard deviations
 _X_ENDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # and in units of the activation's argument
 
 
-@functools.cache
-def _legendre(degree: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.polynomial.legendre.leggauss(degree)
-
 
 def _panel_nodes(k, kinks, degree):
     """Nodes ``x`` and weights (summing to one) of ``E[f(h)]``, ``h ~ N(0, k)``; ``k`` scalar."""
@@ -270,7 +267,7 @@ def _panel_nodes(k, kinks, degree):
     ends = jnp.concatenate([jnp.asarray(u_ends, dtype),
                             jnp.clip(jnp.asarray(x_ends, dtype) / sd, -_WINDOW, _WINDOW)])
     ends = jnp.sort(ends)
-    xg, wg = (jnp.asarray(a, dtype) for a in _legendre(degree))
+    xg, wg = (jnp.asarray(a, dtype) for a in gauss_legendre(degree))
     a, b = ends[:-1, None], ends[1:, None]
     u = 0.5 * (a + b) + 0.5 * (b - a) * xg
     w = 0.5 * (b - a) * wg * jnp.exp(-0.5 * u * u)
@@ -933,7 +930,7 @@ def plot_spectrum(samples: ArrayLike, c: float, *, ax=None, out=None, bins: int 
     ax.set_xlabel(r"squared singular value $\lambda$ of $J$")
     ax.legend(fontsize=7, frameon=False)
     if fig is not None and out is not None:
-        from .plotting import save
+        from ..plotting import save
 
         save(fig, out)
     return fig if fig is not None else ax.figure

@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .activations import Activation, get_activation
-from .kernels import Hyper, _check_common, _resolve_steps, as_arrays, propagate
+from ..kernels.activations import Activation, get_activation
+from ..kernels.recursion import Hyper, _check_common, _resolve_steps, as_arrays, propagate
 
 __all__ = ["Response", "response", "response_curve", "response_jacobian", "chi_out"]
 

@@ -32,8 +32,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._validation import check_depth, check_finite, check_kernel, check_nonnegative, is_concrete
-from .activations import Activation, get_activation
+from .._validation import check_depth, check_finite, check_kernel, check_nonnegative, is_concrete
+from ..defaults import Hyper
+from ..kernels.activations import Activation, get_activation
 
 __all__ = [
     "Hyper",
@@ -44,27 +45,6 @@ __all__ = [
     "output_kernel",
     "layer_update",
 ]
-
-
-class Hyper(eqx.Module):
-    """Weight and bias variances of the network (THEORY Sec. 1); all differentiable leaves.
-
-    Defaults are those of the paper's Fig. 4: ``sigma_w2 = sigma_w2_out = 1.25``,
-    ``sigma_b2 = sigma_b2_out = 0.05``; the input layer defaults to ``sigma_w2_in = 1``,
-    ``sigma_b2_in = 0`` (so that ``K^(0) = X X^T / d_in``).
-    """
-
-    sigma_w2: ArrayLike = 1.25
-    sigma_b2: ArrayLike = 0.05
-    sigma_w2_out: ArrayLike = 1.25
-    sigma_b2_out: ArrayLike = 0.05
-    sigma_w2_in: ArrayLike = 1.0
-    sigma_b2_in: ArrayLike = 0.0
-
-    def __check_init__(self):
-        for name in ("sigma_w2", "sigma_b2", "sigma_w2_out", "sigma_b2_out", "sigma_w2_in",
-                     "sigma_b2_in"):
-            check_nonnegative(name, getattr(self, name))
 
 
 class Kernels(eqx.Module):

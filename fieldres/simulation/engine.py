@@ -85,7 +85,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
-from .activations import get_activation
+from ..kernels.activations import get_activation
 
 __all__ = [
     "ResponseResult",
@@ -102,8 +102,8 @@ __all__ = [
 
 
 def _resolve_activation(activation: Any) -> Callable[[Array], Array]:
-    """The elementwise function of a name, an :class:`~fieldres.activations.Activation` or a
-    callable, resolved like everywhere else (:func:`~fieldres.activations.get_activation`).
+    """The elementwise function of a name, an :class:`~fieldres.kernels.activations.Activation` or a
+    callable, resolved like everywhere else (:func:`~fieldres.kernels.activations.get_activation`).
 
     The returned object is the ``Activation`` module itself (callable as ``phi(x)``): it is
     hashable and equal across calls with the same name, so compiled samplers are reused.

@@ -1,6 +1,6 @@
 """The optimal residual scaling ``rho* = argmax_rho chi^out(rho)``.
 
-The output response (:mod:`fieldres.response`) of a deep ResNet with a bounded activation
+The output response (:mod:`fieldres.signal.response`) of a deep ResNet with a bounded activation
 has a unique interior maximum in the residual scaling ``rho`` (Fischer, Dahmen, Helias,
 arXiv:2305.07715, Sec. 4 and Fig. 4): too small a ``rho`` keeps the signal in the linear
 range of ``phi``, too large a ``rho`` drives it into saturation. ``rho*`` is found by
@@ -44,9 +44,10 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._validation import check_depth, check_kernel, check_positive
-from .activations import Activation, get_activation
-from .kernels import Hyper, as_arrays, propagate
+from .._validation import check_depth, check_kernel, check_positive
+from ..kernels.activations import Activation, get_activation
+from ..kernels.quadrature import gauss_legendre
+from ..kernels.recursion import Hyper, as_arrays, propagate
 
 __all__ = [
     "Status",
@@ -501,7 +502,7 @@ def rho_star_continuum(
     if float(k0) >= float(k_star):
         nan = jnp.asarray(np.nan, dtype)
         return Continuum(k_star, nan, nan, jnp.asarray(Status.DECREASING))
-    x, w = np.polynomial.legendre.leggauss(n_quad)
+    x, w = gauss_legendre(n_quad)
     mid, half = 0.5 * (k_star + k0), 0.5 * (k_star - k0)
     kk = mid + half * jnp.asarray(x, dtype)
     tau = half * jnp.sum(jnp.asarray(w, dtype) / (hyper.sigma_w2 * C(kk) + hyper.sigma_b2))

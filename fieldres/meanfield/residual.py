@@ -36,7 +36,7 @@ the neurons are Gaussian; with :math:`p^{(l)} = \mathbb E[(x^{(l)}_i)^2]`,
 
 with :math:`\mathcal V\phi(q) = \mathbb E[\phi(\sqrt q z)^2]` and :math:`\mathcal W\phi` the
 covariance of :math:`\phi` for the bivariate Gaussian (the C-map of
-:mod:`fieldres.activations`; for unequal lengths the full :math:`2\times 2` kernel is
+:mod:`fieldres.kernels.activations`; for unequal lengths the full :math:`2\times 2` kernel is
 propagated). The correlation is :math:`e^{(l)} = \gamma^{(l)}/\sqrt{p^{(l)}p'^{(l)}}` and the
 squared distance :math:`s^{(l)} = p^{(l)} + p'^{(l)} - 2\gamma^{(l)}`. Back-propagated
 gradients (with the gradient-independence assumption, Yang & Schoenholz's Axiom 3.2)
@@ -90,9 +90,10 @@ import scipy.optimize
 import scipy.special
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ._validation import check_depth, check_kernel, check_nonnegative
-from .activations import Activation, Erf, GaussHermite, ReLU, get_activation
-from .meanfield import derivative_variance
+from .._validation import check_depth, check_kernel, check_nonnegative
+from ..kernels.activations import Activation, Erf, GaussHermite, ReLU, get_activation
+from ..kernels.quadrature import tanh_sinh
+from ..meanfield.feedforward import derivative_variance
 
 __all__ = [
     "AlphaReLU",
@@ -126,12 +127,6 @@ def _c_alpha(a: float) -> float:
     return 2.0 ** (a - 1.0) * math.gamma(a + 0.5) / math.sqrt(math.pi)
 
 
-@functools.cache
-def _de_rule(h: float = 1.0 / 16.0, T: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes ``u = (pi/2) sinh(tau)`` and weights ``h (pi/2) cosh(tau)`` of tanh-sinh quadrature."""
-    tau = np.arange(-T, T + h / 2, h)
-    return 0.5 * np.pi * np.sinh(tau), h * 0.5 * np.pi * np.cosh(tau)
-
 
 def _jtilde_value(c, a: float):
     r""":math:`\mathbb E[\max(z_1,0)^a \max(z_2,0)^a]` for unit variances and correlation ``c``.
@@ -143,7 +138,7 @@ def _jtilde_value(c, a: float):
     form :math:`\mathbb E[\max(z,0)^{2a}]` is used.
     """
     dtype = jnp.result_type(c, float)
-    u, wt = (jnp.asarray(x, dtype) for x in _de_rule())
+    u, wt = (jnp.asarray(x, dtype) for x in tanh_sinh())
     cc = jnp.clip(c, -1.0, 1.0)
     w = jnp.pi - jnp.arccos(cc)
     w_ = w[..., None]
@@ -367,7 +362,7 @@ def resnet_meanfield(
     Examples
     --------
     >>> import jax; jax.config.update("jax_enable_x64", True)
-    >>> from fieldres.resnet_meanfield import ResHyper, resnet_meanfield
+    >>> from fieldres.meanfield.residual import ResHyper, resnet_meanfield
     >>> mf = resnet_meanfield("full", 3, ResHyper(sigma_w2=1.0, sigma_v2=1.0), "relu", K0=[[1.0]])
     >>> [round(float(x), 6) for x in mf.p]          # p grows by (1 + sigma_v^2 sigma_w^2 / 2)
     [1.0, 1.5, 2.25, 3.375]
@@ -982,7 +977,7 @@ def plot_laws(
     exponential laws :math:`\log y` is plotted against ``l`` on linear axes (slope = rate).
     Simulation means :math:`\pm` standard errors are overlaid where given.
     """
-    from . import plotting
+    from .. import plotting
 
     plt = plotting.plt
     keys = [k for k in ("p", "e", "s", "chi") if k in laws]

@@ -107,12 +107,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.special
 from jaxtyping import Array, ArrayLike, Float
 
-from ._validation import check_depth, check_finite, check_nonnegative
-from .activations import Activation, get_activation
-from .kernels import Hyper
+from .._validation import check_depth, check_finite, check_nonnegative
+from ..kernels.activations import Activation, get_activation
+from ..kernels.quadrature import gauss_hermite, gauss_legendre, gauss_trapezoid
+from ..kernels.recursion import Hyper
 
 __all__ = [
     "FiniteWidth",
@@ -180,11 +180,6 @@ class SingleInputNLO(eqx.Module):
         return jnp.diagonal(self.C_cov)
 
 
-def _hermite(degree: int) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilists' Gauss--Hermite nodes and weights normalised to a N(0, 1) average."""
-    x, w = scipy.special.roots_hermitenorm(degree)
-    return x, w / w.sum()
-
 
 def _elementwise_derivative(f: Callable, order: int) -> Callable:
     """``order``-th derivative of an elementwise function, applied to arrays."""
@@ -204,7 +199,7 @@ def gauss_cov_pair(
     independent variables; the means are subtracted before the product (no cancellation).
     Elementwise over the broadcast shape of ``k1`` and ``d`` (memory ``O(size * degree^2)``).
     """
-    x, w = (jnp.asarray(a) for a in _hermite(degree))
+    x, w = (jnp.asarray(a) for a in gauss_hermite(degree))
     k1, d = jnp.broadcast_arrays(jnp.asarray(k1), jnp.asarray(d))
     xs = jnp.sqrt(k1)[..., None] * x  # (..., n)
     ys = xs[..., :, None] + jnp.sqrt(jnp.maximum(d, 0.0))[..., None, None] * x  # (..., n, n)
@@ -317,7 +312,7 @@ def finite_width_single(
     depth:
         Number of residual layers ``L >= 1`` (static Python int).
     hyper:
-        :class:`~fieldres.kernels.Hyper` variances (default ``Hyper()``); ``sigma_w2``,
+        :class:`~fieldres.kernels.recursion.Hyper` variances (default ``Hyper()``); ``sigma_w2``,
         ``sigma_b2`` and the output ones are used, the input-layer ones are not (``k0`` is
         the input kernel).
     activation:
@@ -343,7 +338,7 @@ def finite_width_single(
     --------
     >>> import jax; jax.config.update("jax_enable_x64", True)
     >>> import fieldres
-    >>> from fieldres.finite_width import finite_width_single
+    >>> from fieldres.finite_width.core import finite_width_single
     >>> r = finite_width_single(0.5, 0.3, 10, fieldres.Hyper(sigma_w2=1.25, sigma_b2=0.05))
     >>> round(float(r.C_var[-1]), 5), round(float(r.K_var[-1]), 4)
     (0.15901, 2.7575)
@@ -389,7 +384,8 @@ def finite_width_single(
 # centred Gaussian with E[x y^T] = K^(j) (the later increments are independent). A
 # lower-triangular factor F of its covariance (zero pivots allowed: repeated inputs, equal
 # layers) conditions y on x exactly: x = F11 z, y = F21 z + F22 w. The outer integral over
-# z in R^2 is a tensor trapezoid rule (see _gauss_trapezoid: plain Gauss--Hermite converges
+# z in R^2 is a tensor trapezoid rule (see kernels.quadrature.gauss_trapezoid: plain
+# Gauss--Hermite converges
 # slowly once K^(l) exceeds ~1); the inner one over w is
 #   * for erf, in closed form: E[erf(y_1) erf(y_2)] for y ~ N(m, S) is a bivariate normal
 #     probability (erf(y) = E_zeta sign(sqrt2 y - zeta)), whose excess over the product of
@@ -398,24 +394,6 @@ def finite_width_single(
 #   * for any other smooth activation, a 2-D trapezoid rule.
 
 
-def _gauss_trapezoid(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Trapezoid rule for a ``N(0, 1)`` average: ``n`` equispaced nodes on ``[-z, z]``.
-
-    ``z = min(9, sqrt(pi n))`` balances the truncation error ``exp(-z^2 / 2)`` against the
-    discretisation error ``~exp(-2 pi^2 / h^2)`` of an entire integrand. Unlike
-    Gauss--Hermite, whose error for ``erf(sqrt(K) z)`` grows quickly with ``K`` (6e-7 for the
-    1-D ``E erf^4`` at ``K = 2.3`` with 96 nodes; the integrand grows like ``exp(K y^2)`` off
-    the real axis), the trapezoid rule keeps ~1e-15 there and ~1e-12 at ``K = 6``.
-    """
-    z = min(9.0, math.sqrt(math.pi * n))
-    x = np.linspace(-z, z, n)
-    w = np.exp(-0.5 * x * x)
-    return x, w / w.sum()
-
-
-def _gl_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
-    x, w = np.polynomial.legendre.leggauss(n)
-    return x, w
 
 
 def _std_normal_pdf(x):
@@ -439,7 +417,7 @@ def bvn_excess(u1: ArrayLike, u2: ArrayLike, r: ArrayLike, n_theta: int = 32) ->
     with ``n_theta``-point Gauss--Legendre. The integrand is analytic; for ``|r| <= 0.95``
     32 nodes give ~1e-14. Elementwise over broadcast arrays.
     """
-    x, w = (jnp.asarray(a) for a in _gl_rule(n_theta))
+    x, w = (jnp.asarray(a) for a in gauss_legendre(n_theta))
     u1, u2, r = (jnp.asarray(a)[..., None] for a in (u1, u2, r))
     t = jnp.arcsin(jnp.clip(r, -1.0, 1.0))
     th = 0.5 * t * (1.0 + x)
@@ -582,14 +560,14 @@ def _intrinsic(Ks, act, erf_closed, pairs_mode, degree, inner_degree, n_theta, b
     yy[2:, 2:] = True
     Sig = jnp.where(jnp.asarray(yy), Km, Kj)
 
-    xh, wh = _gauss_trapezoid(degree)
+    xh, wh = gauss_trapezoid(degree)
     zo = jnp.asarray(np.stack(np.meshgrid(xh, xh, indexing="ij"), -1).reshape(-1, 2))
     wo = jnp.asarray(np.outer(wh, wh).reshape(-1))
     # x = (h_k, h_k) (k = l) is a rank-one Gaussian: its second pivot is exactly zero, the
     # integrand does not depend on z_2, and a 1-D outer rule (z, 0) is exact.
     zo1 = jnp.asarray(np.stack([xh, np.zeros_like(xh)], -1))
     wo1 = jnp.asarray(wh)
-    xi, wi_ = _gauss_trapezoid(inner_degree)
+    xi, wi_ = gauss_trapezoid(inner_degree)
     zi = jnp.asarray(np.stack(np.meshgrid(xi, xi, indexing="ij"), -1).reshape(-1, 2))
     wi = jnp.asarray(np.outer(wi_, wi_).reshape(-1))
     f0 = act.fn
@@ -1125,7 +1103,7 @@ def finite_width(
     depth:
         Number of hidden layers ``L >= 1`` (static).
     hyper:
-        :class:`~fieldres.kernels.Hyper` (default ``Hyper()``).
+        :class:`~fieldres.kernels.recursion.Hyper` (default ``Hyper()``).
     activation:
         A smooth activation (``"erf"`` uses closed-form inner integrals; ``"tanh"``, callables
         and the quadrature activations use 2-D Gauss--Hermite).
@@ -1169,7 +1147,7 @@ def finite_width(
     K0 = jnp.asarray(K0)
     if not jnp.issubdtype(K0.dtype, jnp.floating):
         K0 = K0.astype(jnp.result_type(float))
-    from ._validation import check_kernel
+    from .._validation import check_kernel
 
     check_kernel(K0)
     if inputs is not None:
@@ -1189,7 +1167,7 @@ def finite_width(
     check_finite("rho", rho)
     check_nonnegative("rho (the residual scaling)", rho)
     act = get_activation(activation)
-    from .activations import Erf
+    from ..kernels.activations import Erf
 
     erf_closed = isinstance(act, Erf)
     if degree is None:
@@ -1221,7 +1199,7 @@ def _choose_method(method, grid, K0, rho, hyper, act, depth, residual, cross_lay
     ``n_grid``: points per axis of the ResNet's cross-layer walk (0: not needed);
     ``n_same``: of the same-layer moments.
     """
-    from ._validation import is_concrete
+    from .._validation import is_concrete
 
     if method not in ("auto", "walk", "pairs"):
         raise ValueError(f"method must be 'auto', 'walk' or 'pairs', got {method!r}")
@@ -1324,7 +1302,7 @@ def simulate_nlo(
     """Simulate finite networks (:func:`fieldres.simulation.simulate_kernels`) and return the
     statistics that :func:`finite_width` predicts: means with standard errors and ``N`` times
     the covariances between entries at the last layer, with standard errors."""
-    from .simulation import simulate_kernels
+    from ..simulation.engine import simulate_kernels
 
     if hyper is None:
         hyper = Hyper()
@@ -1383,7 +1361,7 @@ class WidthOptimum(eqx.Module):
         response at the optimum (so :math:`\max_\rho\chi^{out}_N = \chi_0 + \chi_1/N +
         O(1/N^2)`).
     status:
-        :class:`fieldres.optimal.Status` of the leading-order search.
+        :class:`fieldres.signal.optimal.Status` of the leading-order search.
     """
 
     rho_star_inf: Array
@@ -1426,7 +1404,7 @@ def chi_out_nlo(
     if hyper is None:
         hyper = Hyper()
     act = get_activation(activation)
-    from .activations import Erf
+    from ..kernels.activations import Erf
 
     erf_closed = isinstance(act, Erf)
     block, T, (i, k) = _entry_block(K0, entry)
@@ -1504,7 +1482,7 @@ def rho_star_width(
     Differentiable with :func:`jax.grad` (implicit function theorem for :math:`u_0`, forward
     mode for the derivatives). ``width`` may be an array (the correction is computed once).
     """
-    from .optimal import rho_star as _rho_star
+    from ..signal.optimal import rho_star as _rho_star
 
     K0 = jnp.asarray(K0)
     if not jnp.issubdtype(K0.dtype, jnp.floating):
@@ -1517,7 +1495,7 @@ def rho_star_width(
     u_safe = jnp.where(ok, u0, 0.0)
 
     act = get_activation(activation)
-    from .activations import Erf
+    from ..kernels.activations import Erf
 
     erf_closed = isinstance(act, Erf)
     block, T, ik = _entry_block(K0, entry)

@@ -3,14 +3,14 @@
 r"""Bayesian training of the ResNet by Langevin dynamics, and what it measures.
 
 THEORY §7 (Fischer, Dahmen, Helias, arXiv:2305.07715, Sec. 5): the prior is the
-initialisation distribution of THEORY §1 (:mod:`fieldres.models`, whitened coordinates),
+initialisation distribution of THEORY §1 (:mod:`fieldres.bayes.models`, whitened coordinates),
 the likelihood
 
 * ``"gaussian"``: :math:`y \sim \mathcal N(f(x), T)` for ``±1`` labels (two classes) or
   one-hot targets (several classes), :math:`T` = ``noise``;
 * ``"softmax"``: :math:`p(y = k \mid x) = \mathrm{softmax}(f(x))_k` (``d_out`` = classes),
 
-and the posterior is sampled with :mod:`fieldres.sampling` (MALA, ULA or SGLD; chains start
+and the posterior is sampled with :mod:`fieldres.bayes.sampling` (MALA, ULA or SGLD; chains start
 from independent prior draws, i.e. freshly initialised networks). :func:`train_sweep` runs
 several residual scalings ``rho`` at one depth in a single vmapped (and device-sharded) run;
 :func:`train` is one ``rho`` on a CIFAR-10/MNIST subset and is what ``fieldres train`` calls.
@@ -64,10 +64,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .activations import get_activation
-from .kernels import Hyper, input_kernel, resnet_kernels
-from .models import apply, hidden_kernels, init_params, log_prior
-from .sampling import MALA, SGLD, sample
+from ..bayes.models import apply, hidden_kernels, init_params, log_prior
+from ..bayes.sampling import MALA, SGLD, sample
+from ..kernels.activations import get_activation
+from ..kernels.recursion import Hyper, input_kernel, resnet_kernels
 
 __all__ = [
     "TrainResult",
@@ -302,7 +302,7 @@ def train_sweep(
     """Sample the posterior for every ``rho`` in ``rhos`` at one depth, all in one run.
 
     The ``len(rhos) * n_chains`` chains are vmapped together (one compilation) and their
-    axis is sharded over all available devices (:func:`fieldres.sampling.chain_sharding`).
+    axis is sharded over all available devices (:func:`fieldres.bayes.sampling.chain_sharding`).
     Inputs are arrays: ``x_*`` ``(n, d_in)``; ``y_*`` ``(n,)`` ±1 labels, ``(n, k)`` one-hot
     targets (``gaussian``) or ``(n,)`` integer classes (``softmax``).
 
@@ -548,7 +548,7 @@ def train(
     Returns the :class:`TrainResult` (``.to_dict()`` for JSON); ``extra`` holds the data
     description and the theoretical context.
     """
-    from .data import make_dataset
+    from ..data.datasets import make_dataset
 
     likelihood = kwargs.get("likelihood", "gaussian")
     if data is None:

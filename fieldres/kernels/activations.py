@@ -47,8 +47,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.special
 from jaxtyping import Array, ArrayLike, Float
+
+from .quadrature import gauss_hermite, panel_maps
 
 __all__ = [
     "Activation",
@@ -245,28 +246,6 @@ def evaluations_per_entry(rule: str = "composite", degree: int | None = None) ->
     return 2 * n1 * degree, n_out * n_in * degree * degree
 
 
-@functools.cache
-def _hermite_rule(degree: int) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilists' Gauss--Hermite nodes and weights normalised to a N(0, 1) average."""
-    x, w = scipy.special.roots_hermitenorm(degree)  # stable for large degrees
-    return x, w / w.sum()
-
-
-@functools.cache
-def _panel_rule(n_ends: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
-    """Composite Gauss--Legendre as two linear maps of the sorted panel ends.
-
-    For ends ``e`` (``n_ends``), the nodes are ``e @ A`` and the weights ``e @ B``
-    (``(n_ends - 1) * degree`` of each): a matrix product keeps the node arrays contiguous.
-    """
-    x, w = np.polynomial.legendre.leggauss(degree)
-    n = (n_ends - 1) * degree
-    A, B = np.zeros((n_ends, n)), np.zeros((n_ends, n))
-    for p in range(n_ends - 1):
-        cols = slice(p * degree, (p + 1) * degree)
-        A[p, cols], A[p + 1, cols] = 0.5 * (1.0 - x), 0.5 * (1.0 + x)
-        B[p, cols], B[p + 1, cols] = -0.5 * w, 0.5 * w
-    return A, B
 
 
 @functools.cache
@@ -301,7 +280,7 @@ def _composite_nodes(mu, s, features, degree):
     fu = jnp.clip(fu, -_WINDOW, _WINDOW)
     ends = jnp.concatenate([jnp.broadcast_to(gauss, fu.shape[:-1] + gauss.shape), fu], -1)
     ends = _sort_small(ends)
-    A, B = (jnp.asarray(a, dtype) for a in _panel_rule(ends.shape[-1], degree))
+    A, B = (jnp.asarray(a, dtype) for a in panel_maps(ends.shape[-1], degree))
     hi = jax.lax.Precision.HIGHEST
     u = jnp.matmul(ends, A, precision=hi)
     w = jnp.matmul(ends, B, precision=hi) * jnp.exp(-0.5 * u * u)
@@ -310,7 +289,7 @@ def _composite_nodes(mu, s, features, degree):
 
 
 def _hermite_nodes(mu, s, degree):
-    z, w = (jnp.asarray(a, mu.dtype) for a in _hermite_rule(degree))
+    z, w = (jnp.asarray(a, mu.dtype) for a in gauss_hermite(degree))
     x = mu[..., None] + s[..., None] * z
     return x, jnp.broadcast_to(w, x.shape)
 

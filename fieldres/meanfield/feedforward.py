@@ -37,7 +37,7 @@ Near the fixed points the deviations decay exponentially with depth scales
     \xi_c^{-1} = -\log \chi_c, \quad \chi_c = f'(c^*) = \sigma_w^2\, \mathbb E[\phi'(u_1^*)\phi'(u_2^*)],
 
 so :math:`\xi_c` diverges on the critical line. All Gaussian expectations come from
-:mod:`fieldres.activations` (closed forms for erf, ReLU, linear; quadrature with
+:mod:`fieldres.kernels.activations` (closed forms for erf, ReLU, linear; quadrature with
 Price's-theorem derivatives for tanh and any callable). Fixed points are found with
 ``optimistix`` (Newton for :math:`q^*` and :math:`c^*`, bisection for the critical line), so
 they are differentiable through the implicit function theorem.
@@ -69,8 +69,8 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike
 
-from ._validation import check_nonnegative
-from .activations import Erf, GaussHermite, Linear, ReLU, get_activation
+from .._validation import check_nonnegative
+from ..kernels.activations import Erf, GaussHermite, Linear, ReLU, get_activation
 
 __all__ = [
     "MFStatus",
@@ -131,8 +131,8 @@ def derivative_variance(activation, q: ArrayLike) -> Array:
 
     Closed forms for erf (:math:`4/(\pi\sqrt{1+4q})`), ReLU (:math:`1/2`) and linear (1); an
     activation with a ``derivative_variance(q)`` method supplies its own (e.g.
-    :class:`fieldres.resnet_meanfield.AlphaReLU`); quadrature activations integrate
-    :math:`\phi'^2` in one dimension; any other :class:`~fieldres.activations.Activation` goes
+    :class:`fieldres.meanfield.residual.AlphaReLU`); quadrature activations integrate
+    :math:`\phi'^2` in one dimension; any other :class:`~fieldres.kernels.activations.Activation` goes
     through Price's theorem, :math:`\partial_{K_{ab}} \mathbb E[\phi(a)\phi(b)]` at correlation one.
     """
     act = get_activation(activation)
@@ -343,7 +343,7 @@ def mean_field(
     Examples
     --------
     >>> import jax; jax.config.update("jax_enable_x64", True)
-    >>> from fieldres.meanfield import mean_field
+    >>> from fieldres.meanfield.feedforward import mean_field
     >>> mf = mean_field(1.0, 0.0, "erf")          # erf: sigma_w,crit^2 = pi/4 at sigma_b = 0
     >>> bool(mf.chi_1 > 1), float(mf.c_star)      # chaotic, inputs decorrelate completely
     (True, 0.0)
@@ -505,7 +505,7 @@ def plot_phase_diagram(diagram: PhaseDiagram, *, title: str | None = None, out=N
     Colours are :math:`\log_{10}\xi_c` (clipped to ``[0, 3]``); white where :math:`q^*` does not
     exist. Returns the matplotlib figure (saved to ``out`` if given).
     """
-    from . import plotting  # headless backend
+    from .. import plotting  # headless backend
 
     plt = plotting.plt
     w, b = diagram.sigma_w2, diagram.sigma_b2

@@ -45,8 +45,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .activations import Activation, get_activation
-from .kernels import Hyper
+from ..kernels.activations import Activation, get_activation
+from ..kernels.recursion import Hyper
 
 __all__ = [
     "ResNetParams",
@@ -226,7 +226,7 @@ class ResNet(eqx.Module):
 
     Examples
     --------
-    >>> import jax, fieldres.models as fm
+    >>> import jax, fieldres.bayes.models as fm
     >>> net = fm.ResNet.init(jax.random.key(0), d_in=8, width=32, depth=4, rho=0.3)
     >>> net(jax.numpy.ones(8)).shape
     (1,)

@@ -1,0 +1,20 @@
+"""Bayesian networks: the ResNet model in whitened coordinates, the samplers and training.
+
+Submodules: ``models`` (the network and its prior), ``sampling`` (Langevin samplers on
+blackjax), ``training`` (posterior sampling on data sets). They are imported on first
+access, so that ``import fieldres.bayes`` does not load blackjax.
+"""
+
+import importlib
+
+_SUBMODULES = ("models", "sampling", "training")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'fieldres.bayes' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))

@@ -1,0 +1,194 @@
+"""Commands of the finite-width theory: nlo, simulate (and rho-star --width's part)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from ._common import (
+    CLIError,
+    _add_network_args,
+    _finite_or_none,
+    _fmt_matrix,
+    _params,
+    _setup,
+)
+
+
+def _nlo_common(args):
+    """Validate the finite-width arguments; returns (fr, hyper, K0)."""
+    fr, hyper, K0 = _setup(args)
+    if args.width is None or args.width < 1:
+        raise CLIError(f"--width must be an integer >= 1, got {args.width}")
+    if not math.isfinite(args.rho) or args.rho < 0:
+        raise CLIError(f"--rho must be a non-negative number, got {args.rho}")
+    if K0.shape[0] > 4:
+        raise CLIError(f"nlo/simulate print every entry for at most 4 inputs; --k0 has "
+                       f"{K0.shape[0]}")
+    if args.activation == "relu":
+        raise CLIError("the 1/N theory needs a smooth activation (erf, tanh, linear); ReLU's "
+                       "second derivative is a delta function")
+    return fr, hyper, K0
+
+
+def _nlo_params(args, K0) -> dict:
+    return _params(args, K0) | {"depth": args.depth, "rho": args.rho, "width": args.width,
+                                "residual": not args.feedforward}
+
+
+def _print_nlo_text(result, title, se=False):
+    print(title)
+    ent = result["entries"]
+    labels = [f"({a},{b})" for a, b in ent]
+    for name, desc in (("C", "post-activation kernel C^(L)"), ("K", "pre-activation kernel "
+                                                                     "K^(L)"),
+                       ("out", "output kernel sigma_w,out^2 C^(L) + sigma_b,out^2")):
+        print(f"  {desc}")
+        print(f"    leading order      {_fmt_matrix(result[f'{name}_lo'])}")
+        mean = _fmt_matrix(result[f"{name}_nlo_mean"])
+        if se:
+            se_mean = _fmt_matrix(result[f"{name}_nlo_mean_se"])
+            print(f"    Monte-Carlo mean   {mean}   (SE {se_mean})")
+        else:
+            print(f"    NLO mean           {mean}   (N x shift "
+                  f"{_fmt_matrix(result[f'{name}_shift'])})")
+        print(f"    N Cov over entries {' '.join(f'{x:>12}' for x in labels)}")
+        for i, row in enumerate(result[f"{name}_ncov"]):
+            vals = " ".join(f"{v:12.6g}" for v in row)
+            if se:
+                vals += "   SE " + " ".join(f"{v:.2g}" for v in result[f"{name}_ncov_se"][i])
+            print(f"      {labels[i]:>16} {vals}")
+
+
+def _rho_star_width(args, hyper, K0) -> dict:
+    """rho*(inf) and rho*(N) to O(1/N) for input 0 and the pair (0, 1) (``rho-star --width``)."""
+    if args.width < 1:
+        raise CLIError(f"--width must be an integer >= 1, got {args.width}")
+    if args.activation == "relu":
+        raise CLIError("--width needs a smooth activation (the 1/N theory); ReLU is not")
+    from fieldres.finite_width.core import rho_star_width
+
+    out = {"width": args.width}
+    entries = [("diagonal", (0, 0))] + ([("offdiagonal", (0, 1))] if K0.shape[0] > 1 else [])
+    detail = {}
+    for kind, entry in entries:
+        r = rho_star_width(K0, args.depth, float(args.width), hyper, args.activation,
+                           entry=entry, rho_range=(args.rho_min, args.rho_max))
+        out[f"rho_star_{kind}_N"] = _finite_or_none(r.rho_star)
+        detail[kind] = {
+            "entry": list(entry),
+            "rho_star_inf": _finite_or_none(r.rho_star_inf),
+            "rho_star_N": _finite_or_none(r.rho_star),
+            "log_shift_times_N": _finite_or_none(r.shift),
+            "chi_out_inf": _finite_or_none(r.chi_inf),
+            "chi_out_1": _finite_or_none(r.chi_1),
+            "chi_out_max_N": _finite_or_none(r.chi_inf + r.chi_1 / args.width),
+        }
+    out["finite_width"] = detail
+    return out
+
+
+def _print_rho_star_width(result) -> None:
+    N = result["width"]
+    print(f"  finite width N = {N} (1/N theory; rho*(N) = rho*(inf) exp(c / N)):")
+    for kind, d in result["finite_width"].items():
+        if d["rho_star_N"] is None:
+            print(f"    {kind} {tuple(d['entry'])}: no optimum at leading order")
+            continue
+        print(f"    {kind} {tuple(d['entry'])}: rho*(inf) = {d['rho_star_inf']:.9f}, "
+              f"rho*(N) = {d['rho_star_N']:.9f} (c = {d['log_shift_times_N']:.4g}); "
+              f"max chi_out = {d['chi_out_inf']:.6g} {d['chi_out_1']:+.4g}/N")
+
+
+def cmd_nlo(args) -> int:
+    fr, hyper, K0 = _nlo_common(args)
+    from fieldres.finite_width.core import finite_width
+
+    res = finite_width(K0, args.rho, args.depth, hyper, args.activation,
+                       residual=not args.feedforward)
+    N = args.width
+    result = {"entries": [list(e) for e in res.entries]}
+    for name in ("C", "K", "out"):
+        lo = res.out if name == "out" else getattr(res, name)[-1]
+        shift = res.out_shift if name == "out" else getattr(res, f"{name}_shift")[-1]
+        result[f"{name}_lo"] = np.asarray(lo).tolist()
+        result[f"{name}_nlo_mean"] = np.asarray(lo + shift / N).tolist()
+        result[f"{name}_ncov"] = np.asarray(res.cov_matrix(name)).tolist()
+        result[f"{name}_shift"] = np.asarray(shift).tolist()
+    result["parameters"] = _nlo_params(args, K0)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    arch = "feed-forward net" if args.feedforward else f"ResNet (rho = {args.rho:g})"
+    _print_nlo_text(result, f"1/N theory of a depth-{args.depth} {args.activation} {arch}, "
+                            f"width N = {N}, K0 = {_fmt_matrix(K0)}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    fr, hyper, K0 = _nlo_common(args)
+    if args.n_networks < 2:
+        raise CLIError(f"--n-networks must be >= 2, got {args.n_networks}")
+    import jax
+
+    from fieldres.finite_width.core import simulate_nlo
+
+    residual = not args.feedforward
+    s = simulate_nlo(jax.random.PRNGKey(args.seed), K0, rho=args.rho, depth=args.depth,
+                     width=args.width, n_networks=args.n_networks, hyper=hyper,
+                     activation=args.activation, residual=residual, method=args.method,
+                     batch_size=args.batch_size, progress=not args.json)
+    if residual:
+        k = fr.resnet_kernels(K0, args.rho, args.depth, hyper, args.activation)
+    else:
+        k = fr.ffnet_kernels(K0, args.depth, hyper, args.activation)
+    act = fr.get_activation(args.activation)
+    result = {"entries": [list(e) for e in s.entries],
+              "C_lo": np.asarray(act.kernel(k.K_L)).tolist(),
+              "K_lo": np.asarray(k.K_L).tolist(), "out_lo": np.asarray(k.K_out).tolist()}
+    for name in ("C", "K", "out"):
+        result[f"{name}_nlo_mean"] = np.asarray(getattr(s, f"{name}_mean")).tolist()
+        result[f"{name}_nlo_mean_se"] = np.asarray(getattr(s, f"{name}_mean_se")).tolist()
+        result[f"{name}_ncov"] = np.asarray(getattr(s, f"{name}_ncov")).tolist()
+        result[f"{name}_ncov_se"] = np.asarray(getattr(s, f"{name}_ncov_se")).tolist()
+    result["n_networks"] = args.n_networks
+    result["method"] = args.method
+    result["parameters"] = _nlo_params(args, K0) | {"seed": args.seed}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    arch = "feed-forward nets" if args.feedforward else f"ResNets (rho = {args.rho:g})"
+    _print_nlo_text(result, f"Monte Carlo of {args.n_networks} depth-{args.depth} "
+                            f"{args.activation} {arch}, width N = {args.width} "
+                            f"({args.method}), K0 = {_fmt_matrix(K0)}", se=True)
+    return 0
+
+
+# --- command functions of Bayesian training (issue 4) go here ---
+
+
+def register(sub) -> None:
+    """Add this group's subcommands to the ``fieldres`` parser."""
+    # --- commands of the finite-width module (issue 3) go here ---
+    for name, func, hlp in (
+        ("nlo", cmd_nlo, "1/N theory: NLO mean and N Cov of C^(L), K^(L) and the output kernel"),
+        ("simulate", cmd_simulate, "Monte Carlo of finite networks: the same statistics with "
+                                   "standard errors"),
+    ):
+        s = sub.add_parser(name, help=hlp)
+        s.add_argument("--depth", "-L", type=int, default=10, help="number of hidden layers")
+        s.add_argument("--rho", type=float, default=0.3, help="residual scaling")
+        s.add_argument("--width", "-N", type=int, default=100, help="network width N")
+        s.add_argument("--feedforward", action="store_true", help="feed-forward net (no skips)")
+        if name == "simulate":
+            s.add_argument("--n-networks", type=int, default=20000,
+                           help="number of simulated networks")
+            s.add_argument("--seed", type=int, default=0, help="random seed")
+            s.add_argument("--method", choices=["sampler", "full"], default="sampler",
+                           help="O(N P^2) kernel sampler or explicit N x N weights")
+            s.add_argument("--batch-size", type=int, default=2048, help="networks per batch")
+        _add_network_args(s, rho_search=False)
+        s.set_defaults(func=func)
+
