@@ -17,6 +17,7 @@ from .data.datasets import make_dataset as make_dataset
 from .data.datasets import resolve_data_dir as resolve_data_dir
 from .data.datasets import write_fake_cifar10 as write_fake_cifar10
 from .data.datasets import write_fake_mnist as write_fake_mnist
+from .defaults import Hyper as Hyper
 from .kernels.activations import ACTIVATIONS as ACTIVATIONS
 from .kernels.activations import Activation as Activation
 from .kernels.activations import Erf as Erf
@@ -24,7 +25,6 @@ from .kernels.activations import GaussHermite as GaussHermite
 from .kernels.activations import Linear as Linear
 from .kernels.activations import ReLU as ReLU
 from .kernels.activations import get_activation as get_activation
-from .defaults import Hyper as Hyper
 from .kernels.recursion import Kernels as Kernels
 from .kernels.recursion import ffnet_kernels as ffnet_kernels
 from .kernels.recursion import input_kernel as input_kernel
