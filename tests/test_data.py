@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fieldres import data as fd
+from fieldres.data import datasets as fd
 from fieldres.data import (
     DATA_DIR_ENV,
     DataFormatError,

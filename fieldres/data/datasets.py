@@ -156,7 +156,7 @@ def _is_dataset_folder(folder: Path, dataset: str) -> bool:
 
 
 def _repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def _default_bases() -> list[Path]:
