@@ -6,6 +6,7 @@ extension rewrites them, once the package is loaded and before any docstring is 
 
 - ``.. math::`` blocks become display math ``$$ ... $$`` and ``:math:`x``` inline math
   ``\\(x\\)`` (both typeset by ``pymdownx.arithmatex`` and MathJax, as in the other pages);
+- simple tables (columns framed by ``=====  =====`` rules) become Markdown tables;
 - the cross-reference roles ``:func:``, ``:class:``, ``:mod:``, ``:meth:``, ``:attr:``,
   ``:data:``, ``:exc:`` and ``:obj:`` become inline code (``~a.b.c`` shows ``c``, as in
   Sphinx);
@@ -27,6 +28,7 @@ import griffe
 _ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|attr|data|exc|obj):`(~?)([^`]+)`")
 _MATH_ROLE = re.compile(r":math:`([^`]+)`")
 _MATH_DIRECTIVE = re.compile(r"^(\s*)\.\. math::\s*(.*)$")
+_TABLE_RULE = re.compile(r"^(\s*)=+(?: +=+)+\s*$")
 _HIDDEN = {"__getattr__", "__dir__"}
 
 
@@ -61,10 +63,41 @@ def _math_blocks(text: str) -> str:
     return "\n".join(out)
 
 
+def _cells(line: str, spans: list[tuple[int, int]]) -> list[str]:
+    cells = [line[a:b].strip() for a, b in spans[:-1]]
+    return cells + [line[spans[-1][0]:].strip()]
+
+
+def _simple_tables(text: str) -> str:
+    """A reST simple table (rule, header, rule, rows, rule) as a Markdown table."""
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        m = _TABLE_RULE.match(lines[i])
+        rules = [j for j in range(i, len(lines)) if _TABLE_RULE.match(lines[j])][:3]
+        if not m or len(rules) < 3 or any(not lines[j].strip() for j in range(i, rules[2])):
+            out.append(lines[i])
+            i += 1
+            continue
+        pad = m.group(1)
+        spans = [mm.span() for mm in re.finditer(r"=+", lines[i])]
+        header = [_cells(ln, spans) for ln in lines[rules[0] + 1:rules[1]]]
+        rows = [_cells(ln, spans) for ln in lines[rules[1] + 1:rules[2]]]
+        table = [" | ".join(" ".join(col) for col in zip(*header))] if header else [""]
+        table.append(" | ".join("---" for _ in spans))
+        table += [" | ".join(r) for r in rows]
+        out += ["", *(f"{pad}| {row} |" for row in table), ""]
+        i = rules[2] + 1
+    return "\n".join(out)
+
+
 def to_markdown(text: str) -> str:
     """Rewrite the reStructuredText constructs of a fieldres docstring as Markdown."""
     if ".. math::" in text:
         text = _math_blocks(text)
+    if "==" in text:
+        text = _simple_tables(text)
     text = _MATH_ROLE.sub(lambda m: f"\\({m.group(1)}\\)", text)
     return _ROLE.sub(_role, text)
 

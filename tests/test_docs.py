@@ -9,7 +9,9 @@ its anchor in the built API pages.
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -91,12 +93,54 @@ def test_every_public_package_and_module_has_an_api_page(site):
     )
 
 
+def _documented_namespaces() -> list[tuple[str, bool]]:
+    """The ``::: module`` blocks of docs/api/, with whether their submodules are shown."""
+    blocks = []
+    for page in sorted((ROOT / "docs" / "api").glob("*.md")):
+        text = page.read_text()
+        for m in re.finditer(r"^::: (\S+)\n((?:    .*\n)*)", text, flags=re.M):
+            blocks.append((m.group(1), "show_submodules: true" in m.group(2)))
+    return blocks
+
+
+def _public_names(module: types.ModuleType) -> list[str]:
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n, v in vars(module).items()
+                 if not n.startswith("_") and not isinstance(v, types.ModuleType)]
+    return sorted(names)
+
+
+def test_every_name_of_a_documented_namespace_is_rendered(site):
+    """A re-export griffe cannot follow (a moved module, a typo) vanishes silently from the
+    page; here every public name of every documented namespace must have its anchor."""
+    anchors = {a.rsplit(".", 1)[-1] for a in _api_anchors(site)}
+    modules = []
+    for path, submodules in _documented_namespaces():
+        parent, _, leaf = path.rpartition(".")
+        obj = getattr(importlib.import_module(parent), leaf, None) if parent else None
+        if obj is not None and not isinstance(obj, types.ModuleType):
+            continue  # a function or class block, e.g. ``::: fieldres.response``
+        module = importlib.import_module(path)  # a module that fails to import fails here
+        modules.append(module)
+        if submodules:
+            modules += [importlib.import_module(f"{path}.{info.name}")
+                        for info in pkgutil.iter_modules(module.__path__)
+                        if not info.name.startswith("_")]
+    assert len(modules) >= 12
+    missing = {m.__name__: [n for n in _public_names(m) if n not in anchors] for m in modules}
+    missing = {k: v for k, v in missing.items() if v}
+    assert not missing, f"public names not rendered in docs/api/: {missing}"
+
+
 def test_docstring_markup_is_rendered(site):
     """The griffe extension turns reST math and roles into Markdown: none is left over."""
     leftovers = {}
     for page in (site / "api").rglob("*.html"):
         text = page.read_text()
-        found = re.findall(r"\.\. math::|:(?:math|func|class|mod|meth|attr|data):`", text)
+        found = re.findall(
+            r"\.\. math::|:(?:math|func|class|mod|meth|attr|data):`|={3,} +={3,}", text
+        )
         if found:
             leftovers[page.relative_to(site).as_posix()] = sorted(set(found))
     assert not leftovers, f"reStructuredText left in the API pages: {leftovers}"
@@ -130,4 +174,11 @@ def test_markdown_conversion():
         "    $$\n"
         "\n"
         "    after"
+    )
+    table = (
+        "Codes:\n\n====  ==========\ncode  meaning\n====  ==========\n"
+        "0     ``OK``\n1     no maximum\n====  ==========\n"
+    )
+    assert to_markdown(table) == (
+        "Codes:\n\n\n| code | meaning |\n| --- | --- |\n| 0 | ``OK`` |\n| 1 | no maximum |\n"
     )
