@@ -134,7 +134,7 @@ def test_phases_and_missing_fixed_point():
     # ReLU above sigma_w^2 = 2: the length diverges, reported as such (never a number)
     relu = mf.mean_field([1.0, 2.5], 0.1, "relu")
     assert int(relu.status[0]) == 0 and float(relu.q_star[0]) == pytest.approx(0.1 / 0.5)
-    assert int(relu.status[1]) == mf.MFStatus.NO_FIXED_POINT
+    assert int(relu.status[1]) == mf.Status.NO_FIXED_POINT
     assert np.isinf(float(relu.q_star[1])) and np.isnan(float(relu.chi_1[1]))
     assert "diverges" in relu.messages()[1]
     with pytest.raises(ValueError, match="non-negative"):

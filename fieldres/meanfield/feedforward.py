@@ -57,7 +57,6 @@ References:
 
 from __future__ import annotations
 
-import enum
 import functools
 from collections.abc import Callable
 from typing import NamedTuple
@@ -71,9 +70,9 @@ from jaxtyping import Array, ArrayLike
 
 from .._validation import check_nonnegative
 from ..kernels.activations import Erf, GaussHermite, Linear, ReLU, get_activation
+from ..status import Status, message
 
 __all__ = [
-    "MFStatus",
     "MeanField",
     "CriticalPoint",
     "PhaseDiagram",
@@ -90,29 +89,9 @@ __all__ = [
 ]
 
 
-class MFStatus(enum.IntEnum):
-    """Outcome of a mean-field fixed-point computation."""
-
-    OK = 0
-    NO_FIXED_POINT = 1  # the length map has no stable finite fixed point (q diverges)
-    SOLVER_FAILED = 2  # Newton / bisection did not converge
-    NO_CROSSING = 3  # critical line: chi_1 - 1 has no sign change in the bracket
-
-
-_MESSAGES = {
-    MFStatus.OK: "converged",
-    MFStatus.NO_FIXED_POINT: (
-        "the length map has no stable finite fixed point: q^(l) diverges with depth "
-        "(for ReLU this happens for sigma_w^2 >= 2)"
-    ),
-    MFStatus.SOLVER_FAILED: "the root finder did not converge",
-    MFStatus.NO_CROSSING: "chi_1 - 1 does not change sign inside the sigma_w^2 bracket",
-}
-
-
 def status_message(status: int) -> str:
-    """Readable text of an :class:`MFStatus` code."""
-    return _MESSAGES[MFStatus(int(status))]
+    """Readable text of a mean-field :class:`~fieldres.status.Status` code."""
+    return message(status)
 
 
 # ----------------------------------------------------------------------------------------
@@ -221,12 +200,12 @@ def _q_star(sw2, sb2, act, q0, rtol=1e-12, atol=1e-14):
         (lmap(start) > start * (1.0 + 1e-12)) & (start_slope >= 1.0))
     status = jnp.where(
         ok_root & stable,
-        MFStatus.OK,
-        jnp.where(ok_root | diverging, MFStatus.NO_FIXED_POINT, MFStatus.SOLVER_FAILED),
+        Status.OK,
+        jnp.where(ok_root | diverging, Status.NO_FIXED_POINT, Status.SOLVER_FAILED),
     )
     # a diverging map: no stable root, whatever Newton did with the unstable one
-    status = jnp.where(ok_root & ~stable, MFStatus.NO_FIXED_POINT, status)
-    q = jnp.where(status == MFStatus.OK, q, jnp.inf)
+    status = jnp.where(ok_root & ~stable, Status.NO_FIXED_POINT, status)
+    q = jnp.where(status == Status.OK, q, jnp.inf)
     return q, status.astype(jnp.int32)
 
 
@@ -248,7 +227,7 @@ def _c_star(q, sw2, sb2, act, chi1):
                          (qq, sw2, sb2), throw=False, max_steps=256)
     ok = (sol.result == optx.RESULTS.successful) & jnp.isfinite(sol.value)
     c = jnp.where(chaotic, jnp.clip(sol.value, -1.0, 1.0), jnp.ones((), dtype))
-    status = jnp.where(~chaotic | ok, MFStatus.OK, MFStatus.SOLVER_FAILED)
+    status = jnp.where(~chaotic | ok, Status.OK, Status.SOLVER_FAILED)
     return c, status.astype(jnp.int32)
 
 
@@ -272,7 +251,7 @@ class MeanField(eqx.Module):
     xi_q, xi_c:
         Depth scales :math:`-1/\log\chi_q`, :math:`-1/\log\chi_c` (``inf`` at criticality).
     status:
-        :class:`MFStatus` codes.
+        :class:`~fieldres.status.Status` codes.
     """
 
     sigma_w2: Array
@@ -304,7 +283,7 @@ def _depth_scale(chi):
 
 def _mean_field(sw2, sb2, act, q0):
     q, st_q = _q_star(sw2, sb2, act, q0)
-    ok = st_q == MFStatus.OK
+    ok = st_q == Status.OK
     qq = jnp.where(ok, q, 1.0)
     dphi2 = derivative_variance(act, qq)
     chi1 = jnp.where(ok, sw2 * dphi2, jnp.nan)
@@ -401,7 +380,7 @@ def _log_chi1_or_beyond(u, sb2, act, q0):
     """``log chi_1`` at ``sigma_w^2 = e^u``; ``+1`` where the length diverges (beyond the edge)."""
     sw2 = jnp.exp(u)
     q, st = _q_star(sw2, sb2, act, q0)
-    ok = st == MFStatus.OK
+    ok = st == Status.OK
     chi = sw2 * derivative_variance(act, jnp.where(ok, q, 1.0))
     return jnp.where(ok, jnp.log(chi), 1.0)
 
@@ -421,10 +400,10 @@ def _critical_one(sb2, act, lo, hi, q0, atol):
     ok = crossing & (sol.result == optx.RESULTS.successful)
     sw2 = jnp.where(ok, jnp.exp(sol.value), jnp.nan)
     q, st_q = _q_star(jnp.where(ok, sw2, 1.0), sb2, act, q0)
-    status = jnp.where(~crossing, MFStatus.NO_CROSSING,
-                       jnp.where(ok, MFStatus.OK, MFStatus.SOLVER_FAILED))
+    status = jnp.where(~crossing, Status.NO_CROSSING,
+                       jnp.where(ok, Status.OK, Status.SOLVER_FAILED))
     # ReLU-like activations: the edge coincides with the divergence of q* (q* = inf there)
-    return sw2, jnp.where(ok & (st_q == MFStatus.OK), q, jnp.inf), status.astype(jnp.int32)
+    return sw2, jnp.where(ok & (st_q == Status.OK), q, jnp.inf), status.astype(jnp.int32)
 
 
 @eqx.filter_jit

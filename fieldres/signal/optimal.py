@@ -34,7 +34,6 @@ implemented in :func:`rho_star_continuum`.
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -48,9 +47,9 @@ from .._validation import check_depth, check_kernel, check_positive
 from ..kernels.activations import Activation, get_activation
 from ..kernels.quadrature import gauss_legendre
 from ..kernels.recursion import Hyper, as_arrays, propagate
+from ..status import Status, message
 
 __all__ = [
-    "Status",
     "OptimalScaling",
     "rho_star",
     "rho_star_entries",
@@ -62,31 +61,9 @@ __all__ = [
 ]
 
 
-class Status(enum.IntEnum):
-    """Outcome of a ``rho*`` search."""
-
-    OK = 0
-    INCREASING = 1
-    DECREASING = 2
-    SOLVER_FAILED = 3
-
-
-_MESSAGES = {
-    Status.OK: "interior maximum found",
-    Status.INCREASING: (
-        "no interior maximum: chi^out increases monotonically up to the largest rho searched "
-        "({hi:g}); for a positively homogeneous activation such as ReLU it never turns over"
-    ),
-    Status.DECREASING: (
-        "no interior maximum: chi^out decreases monotonically from the smallest rho searched "
-        "({lo:g}); the input kernel already lies beyond the optimal kernel K*, so rho* -> 0"
-    ),
-    Status.SOLVER_FAILED: "the root finder did not converge inside the bracket",
-}
-
-
 def status_message(status: int, rho_range: tuple[float, float]) -> str:
-    return _MESSAGES[Status(int(status))].format(lo=rho_range[0], hi=rho_range[1])
+    """Readable text of a ``rho*`` :class:`~fieldres.status.Status` code."""
+    return message(status, "rho_star", lo=rho_range[0], hi=rho_range[1])
 
 
 class OptimalScaling(eqx.Module):
@@ -99,7 +76,7 @@ class OptimalScaling(eqx.Module):
     chi_max:
         ``chi^out(rho*)`` (``nan`` where ``status != 0``).
     status:
-        :class:`Status` codes.
+        :class:`~fieldres.status.Status` codes.
     rho_range:
         The searched range ``(rho_min, rho_max)``.
     """
