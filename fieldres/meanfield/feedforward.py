@@ -70,6 +70,7 @@ from jaxtyping import Array, ArrayLike
 
 from .._validation import check_nonnegative
 from ..kernels.activations import Erf, GaussHermite, Linear, ReLU, get_activation
+from ..kernels.recursion import gaussian_layer
 from ..status import Status, message
 
 __all__ = [
@@ -138,8 +139,7 @@ def derivative_variance(activation, q: ArrayLike) -> Array:
 
 def length_map(q: ArrayLike, sigma_w2: ArrayLike, sigma_b2: ArrayLike, activation="tanh") -> Array:
     r"""The length map :math:`\mathcal V(q) = \sigma_w^2 \mathbb E[\phi(\sqrt q z)^2] + \sigma_b^2`."""
-    act = get_activation(activation)
-    return sigma_w2 * act.variance(q) + sigma_b2
+    return _length(q, sigma_w2, sigma_b2, get_activation(activation))
 
 
 def correlation_map(
@@ -149,9 +149,17 @@ def correlation_map(
 
     ``q`` is the length of both inputs (normally :math:`q^*`; then :math:`f(1) = 1`).
     """
-    act = get_activation(activation)
-    q = jnp.asarray(q)
-    return (sigma_w2 * act.covariance(q, q, c * q) + sigma_b2) / q
+    return _correlation(c, jnp.asarray(q), sigma_w2, sigma_b2, get_activation(activation))
+
+
+def _length(q, sigma_w2, sigma_b2, act):
+    """``V(q)``: the one-input feed-forward layer of :mod:`fieldres.kernels.recursion`."""
+    return gaussian_layer(act.variance(q), sigma_w2, sigma_b2)
+
+
+def _correlation(c, q, sigma_w2, sigma_b2, act):
+    """``f(c)``: the off-diagonal feed-forward layer at equal lengths ``q``, divided by ``q``."""
+    return gaussian_layer(act.covariance(q, q, c * q), sigma_w2, sigma_b2) / q
 
 
 def _chi_c(c, q, sigma_w2, act):
@@ -172,7 +180,7 @@ def _q_star(sw2, sb2, act, q0, rtol=1e-12, atol=1e-14):
     sw2, sb2 = jnp.asarray(sw2, dtype), jnp.asarray(sb2, dtype)
 
     def lmap(q):
-        return sw2 * act.variance(jnp.maximum(q, 0.0)) + sb2
+        return _length(jnp.maximum(q, 0.0), sw2, sb2, act)
 
     def body(_, q):
         q_new = lmap(q)
@@ -182,7 +190,7 @@ def _q_star(sw2, sb2, act, q0, rtol=1e-12, atol=1e-14):
 
     def fn(q, args):
         w2, b2 = args
-        return q - (w2 * act.variance(jnp.maximum(q, 0.0)) + b2)
+        return q - _length(jnp.maximum(q, 0.0), w2, b2, act)
 
     sol = optx.root_find(fn, optx.Newton(rtol=rtol, atol=atol), start, (sw2, sb2),
                          throw=False, max_steps=200)
@@ -219,7 +227,7 @@ def _c_star(q, sw2, sb2, act, chi1):
 
     def fn(c, args):
         qa, w2, b2 = args
-        g = (w2 * act.covariance(qa, qa, c * qa) + b2) / qa - c
+        g = _correlation(c, qa, w2, b2, act) - c
         # ordered phase: c* = 1 is known; give Newton a trivial problem instead
         return jnp.where(chaotic, g, c - 1.0)
 

@@ -46,7 +46,7 @@ from jaxtyping import Array, ArrayLike, Float, Int
 from .._validation import check_depth, check_kernel, check_positive
 from ..kernels.activations import Activation, get_activation
 from ..kernels.quadrature import gauss_legendre
-from ..kernels.recursion import Hyper, as_arrays, propagate
+from ..kernels.recursion import Hyper, as_arrays, gaussian_layer, output_kernel, propagate
 from ..status import Status, message
 
 __all__ = [
@@ -107,7 +107,7 @@ def chi_entry(rho, K0sub, hyper, act, n_steps, depth, diagonal: bool):
 
     def k_out(K0):
         K_L, _ = propagate(K0, rho, hyper, act, n_steps, depth, trajectory=False)
-        return hyper.sigma_w2_out * act.kernel(K_L) + hyper.sigma_b2_out
+        return output_kernel(K_L, hyper, act)
 
     d = jax.jvp(k_out, (K0sub,), (tangent,))[1]
     return d[0, 0] if diagonal else d[0, 1]
@@ -429,7 +429,8 @@ def _continuum_fns(act, hyper):
     C2 = jax.grad(lambda k: C1(k))
 
     def G(k, args=None):
-        return hyper.sigma_w2 * C1(k) + C2(k) / C1(k) * (hyper.sigma_w2 * C(k) + hyper.sigma_b2)
+        return hyper.sigma_w2 * C1(k) + C2(k) / C1(k) * gaussian_layer(C(k), hyper.sigma_w2,
+                                                                      hyper.sigma_b2)
 
     return C, G
 
@@ -482,6 +483,7 @@ def rho_star_continuum(
     x, w = gauss_legendre(n_quad)
     mid, half = 0.5 * (k_star + k0), 0.5 * (k_star - k0)
     kk = mid + half * jnp.asarray(x, dtype)
-    tau = half * jnp.sum(jnp.asarray(w, dtype) / (hyper.sigma_w2 * C(kk) + hyper.sigma_b2))
+    tau = half * jnp.sum(jnp.asarray(w, dtype) / gaussian_layer(C(kk), hyper.sigma_w2,
+                                                                hyper.sigma_b2))
     return Continuum(k_star, tau, jnp.sqrt(tau / depth), jnp.asarray(Status.OK))
 

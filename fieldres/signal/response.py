@@ -27,7 +27,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..kernels.activations import Activation, get_activation
-from ..kernels.recursion import Hyper, _check_common, _resolve_steps, as_arrays, propagate
+from ..kernels.recursion import (
+    Hyper,
+    _check_common,
+    _resolve_steps,
+    as_arrays,
+    output_kernel,
+    propagate,
+)
 
 __all__ = ["Response", "response", "response_curve", "response_jacobian", "chi_out"]
 
@@ -56,8 +63,7 @@ def _kernel_map(rho, hyper, act, n_steps, depth, residual, trajectory):
         K_L, traj = propagate(
             K0, rho, hyper, act, n_steps, depth, residual=residual, trajectory=trajectory
         )
-        K_out = hyper.sigma_w2_out * act.kernel(K_L) + hyper.sigma_b2_out
-        return traj, K_L, K_out
+        return traj, K_L, output_kernel(K_L, hyper, act)
 
     return f
 
