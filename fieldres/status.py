@@ -63,8 +63,8 @@ _MESSAGES = {
     ),
     Status.NO_CROSSING: "chi_1 - 1 does not change sign inside the sigma_w^2 bracket",
     Status.CRITICAL: (
-        "critical (chi_1 = 1): the fixed points exist and the correlation depth scale xi_c "
-        "diverges"
+        "critical (chi_1 = 1): the correlation depth scale xi_c diverges (ReLU with "
+        "sigma_b^2 > 0: q* too, q^(l) grows linearly)"
     ),
 }
 
@@ -107,6 +107,9 @@ def messages(status, solver: str | None = None, **context) -> np.ndarray:
 
 
 def is_success(status):
-    """``True`` where the solver found its values (``OK`` or ``CRITICAL``); elementwise."""
-    st = np.asarray(status)
+    """``True`` where the solver found its values (``OK`` or ``CRITICAL``); elementwise.
+
+    Works on integers, NumPy and JAX arrays (also under ``jit``).
+    """
+    st = np.asarray(status) if isinstance(status, list | tuple) else status
     return (st == Status.OK) | (st == Status.CRITICAL)
