@@ -57,8 +57,6 @@ References:
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import NamedTuple
 
 import equinox as eqx
@@ -69,7 +67,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike
 
 from .._validation import check_nonnegative
-from ..kernels.activations import Erf, GaussHermite, Linear, ReLU, get_activation
+from ..kernels.activations import get_activation
 from ..kernels.quadrature import gauss_legendre
 from ..kernels.recursion import gaussian_layer
 from ..status import Status, is_success, message
@@ -101,41 +99,20 @@ def status_message(status: int) -> str:
 # ----------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _derivative_activation(function: Callable, degree: int, rule: str) -> GaussHermite:
-    dfn = jnp.vectorize(jax.grad(lambda x: function(x) * 1.0))
-    return GaussHermite(dfn, name="derivative", degree=degree, rule=rule)
-
-
 def derivative_variance(activation, q: ArrayLike) -> Array:
     r""":math:`\mathbb E_z[\phi'(\sqrt q\, z)^2]`, elementwise in ``q``.
 
-    Closed forms for erf (:math:`4/(\pi\sqrt{1+4q})`), ReLU (:math:`1/2`) and linear (1); an
-    activation with a ``derivative_variance(q)`` method supplies its own (e.g.
-    :class:`fieldres.meanfield.residual.AlphaReLU`); quadrature activations integrate
-    :math:`\phi'^2` in one dimension; any other :class:`~fieldres.kernels.activations.Activation` goes
-    through Price's theorem, :math:`\partial_{K_{ab}} \mathbb E[\phi(a)\phi(b)]` at correlation one.
+    :meth:`fieldres.kernels.activations.Activation.derivative_variance`: closed forms for
+    erf (:math:`4/(\pi\sqrt{1+4q})`), ReLU (:math:`1/2`), leaky ReLU, linear (1) and
+    alpha-ReLU; quadrature activations integrate :math:`\phi'^2` in one dimension; any other
+    activation goes through Price's theorem, :math:`\partial_{K_{ab}} \mathbb E[\phi(a)\phi(b)]`
+    at correlation one.
     """
     act = get_activation(activation)
     q = jnp.asarray(q)
     if not jnp.issubdtype(q.dtype, jnp.floating):
         q = q.astype(jnp.result_type(float))
-    own = getattr(act, "derivative_variance", None)
-    if callable(own):
-        return own(q)
-    if isinstance(act, Erf):
-        return (4.0 / jnp.pi) / jnp.sqrt(1.0 + 4.0 * q)
-    if isinstance(act, ReLU):
-        return jnp.where(q > 0, 0.5, 0.5) * jnp.ones_like(q)
-    if isinstance(act, Linear):
-        return jnp.ones_like(q)
-    if isinstance(act, GaussHermite):
-        return _derivative_activation(act.function, act.degree, act.rule).variance(q)
-
-    def price(qq):
-        return jax.grad(act.covariance, argnums=2)(qq, qq, qq)
-
-    return jnp.vectorize(price)(q)
+    return act.derivative_variance(q)
 
 
 def length_map(q: ArrayLike, sigma_w2: ArrayLike, sigma_b2: ArrayLike, activation="tanh") -> Array:
