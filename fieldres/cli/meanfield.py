@@ -7,11 +7,14 @@ import math
 
 import numpy as np
 
+from ..defaults import Hyper
 from ._common import (
     CLIError,
     _check_variances,
     parse_matrix,
 )
+
+_DEFAULT_SIGMA_B2 = float(Hyper().sigma_b2)  # the one default bias variance (defaults.py)
 
 
 def _eoc_float(x):
@@ -283,7 +286,8 @@ def register(sub) -> None:
     s = sub.add_parser("edge-of-chaos",
                        help="feed-forward mean field: q*, c*, chi_1, xi_c, critical sigma_w^2")
     s.add_argument("--activation", default="tanh", help="tanh | erf | relu | linear (default tanh)")
-    s.add_argument("--sigma-b2", type=float, default=0.05, help="bias variance (default 0.05)")
+    s.add_argument("--sigma-b2", type=float, default=_DEFAULT_SIGMA_B2,
+                   help=f"bias variance (default {_DEFAULT_SIGMA_B2:g}, fieldres.Hyper's)")
     s.add_argument("--sigma-w2", type=float,
                    help="weight variance for q*, c*, xi_q, xi_c (default: the critical one)")
     s.add_argument("--out", help="write the phase diagram (xi_c heat map, PNG/PDF)")

@@ -202,6 +202,20 @@ def _check_common(K0, rho):
         check_nonnegative("rho (the residual scaling)", rho)
 
 
+def prepare(K0, rho, depth, max_depth, hyper, activation):
+    """Checked inputs of every public recursion entry point.
+
+    Returns ``(K0, rho, hyper, act, n_steps, depth_mask)``: arrays of the kernel's dtype
+    (traced, not baked, by ``jit``), the resolved activation and the static scan length.
+    """
+    K0 = jnp.asarray(K0)
+    _check_common(K0, rho)
+    n_steps, depth_mask = _resolve_steps(depth, max_depth)
+    act = get_activation(activation)
+    rho, hyper = as_arrays((rho, hyper), K0.dtype)
+    return K0, rho, hyper, act, n_steps, depth_mask
+
+
 def as_arrays(tree, dtype):
     """Python scalars to arrays of the kernel's dtype, so that jit traces (not bakes) them."""
     return jax.tree.map(
@@ -253,11 +267,8 @@ def resnet_kernels(
     >>> round(float(k.K_L[0, 0]), 6)
     0.989557
     """
-    K0 = jnp.asarray(K0)
-    _check_common(K0, rho)
-    n_steps, depth_mask = _resolve_steps(depth, max_depth)
-    act = get_activation(activation)
-    rho, hyper = as_arrays((rho, hyper), K0.dtype)
+    K0, rho, hyper, act, n_steps, depth_mask = prepare(K0, rho, depth, max_depth, hyper,
+                                                       activation)
     return _kernels(K0, rho, hyper, act, n_steps, depth_mask, True, trajectory)
 
 
@@ -274,10 +285,6 @@ def ffnet_kernels(
 
     Same conventions as :func:`resnet_kernels` (there is no ``rho``).
     """
-    K0 = jnp.asarray(K0)
-    _check_common(K0, 1.0)
-    n_steps, depth_mask = _resolve_steps(depth, max_depth)
-    act = get_activation(activation)
-    hyper = as_arrays(hyper, K0.dtype)
-    return _kernels(K0, jnp.asarray(1.0, K0.dtype), hyper, act, n_steps, depth_mask, False,
-                    trajectory)
+    K0, one, hyper, act, n_steps, depth_mask = prepare(K0, 1.0, depth, max_depth, hyper,
+                                                       activation)
+    return _kernels(K0, one, hyper, act, n_steps, depth_mask, False, trajectory)
