@@ -33,7 +33,6 @@ from .kernels.recursion import resnet_kernels as resnet_kernels
 from .signal.optimal import Continuum as Continuum
 from .signal.optimal import OptimalScaling as OptimalScaling
 from .signal.optimal import ScalingFit as ScalingFit
-from .signal.optimal import Status as Status
 from .signal.optimal import rho_star as rho_star
 from .signal.optimal import rho_star_continuum as rho_star_continuum
 from .signal.optimal import rho_star_entries as rho_star_entries
@@ -43,6 +42,7 @@ from .signal.response import chi_out as chi_out
 from .signal.response import response as response
 from .signal.response import response_curve as response_curve
 from .signal.response import response_jacobian as response_jacobian
+from .status import Status as Status
 
 # Topic modules, imported on first access (``fieldres.meanfield`` etc.) so that the core
 # calculator and the CLI start without loading the sampler stack.

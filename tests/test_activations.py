@@ -328,3 +328,72 @@ def test_relu_kernel_does_not_overflow_for_huge_variances():
     act = fr.get_activation("relu")
     K = jnp.array([[1.0, 0.5], [0.5, 1.0]])
     np.testing.assert_allclose(act.kernel(1e200 * K) / 1e200, act.kernel(K), rtol=1e-13)
+
+
+# ---------------------------------------------------------------------------------------
+# The registry: derivatives, kinks, derivative variances, families
+# ---------------------------------------------------------------------------------------
+
+_REGISTERED = ["erf", "relu", "linear", "tanh", "erf-quadrature", "leaky_relu", "sigmoid",
+               "selu", "leaky_relu:0.2", "alpha-relu:1.5"]
+
+
+@pytest.mark.parametrize("name", _REGISTERED)
+def test_registry_derivative_matches_autodiff_and_finite_differences(name):
+    from fieldres.kernels import get_activation
+
+    act = get_activation(name)
+    x = jnp.array([-2.3, -0.7, 0.4, 1.9])  # away from every kink
+    assert all(abs(float(k) - float(v)) > 0.1 for k in act.kinks for v in x)
+    d = np.asarray(act.derivative(x))
+    auto = np.asarray(jax.vmap(jax.grad(lambda y: act(y) * 1.0))(x))
+    np.testing.assert_allclose(d, auto, rtol=1e-12, atol=1e-14)
+    h = 1e-6
+    fd = (np.asarray(act(x + h)) - np.asarray(act(x - h))) / (2 * h)
+    np.testing.assert_allclose(d, fd, rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(np.asarray(act.derivative(x, 0)), np.asarray(act(x)))
+
+
+@pytest.mark.parametrize("name", _REGISTERED)
+def test_registry_derivative_variance_matches_scipy(name):
+    """Independent route: NumPy Gauss--Legendre (200 nodes per side of the kink at 0) of
+    the closed-form derivative, against the registry's own E[phi'^2]."""
+    from fieldres.kernels import get_activation
+
+    act = get_activation(name)
+    assert set(act.kinks) <= {0.0}
+    q = 0.7
+    x, w = np.polynomial.legendre.leggauss(200)
+    z = np.concatenate([6.0 * (x - 1.0), 6.0 * (x + 1.0)])  # [-12, 0] and [0, 12]
+    wz = np.concatenate([6.0 * w, 6.0 * w]) * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+    ref = float(np.sum(wz * np.asarray(act.derivative(jnp.asarray(np.sqrt(q) * z))) ** 2))
+    assert float(act.derivative_variance(q)) == pytest.approx(ref, rel=1e-9)
+    assert (act.odd and float(act(jnp.asarray(0.8))) == pytest.approx(-float(act(-0.8)))) or \
+        not act.odd
+
+
+def test_leaky_relu_closed_form_matches_quadrature():
+    from fieldres.kernels import LeakyReLU
+
+    K = jnp.array([[1.0, 0.3, -0.2], [0.3, 0.5, 0.1], [-0.2, 0.1, 2.0]])
+    for slope in (0.01, 0.2, -1.0):
+        act = LeakyReLU(slope)
+        quad = GaussHermite(lambda x, a=slope: jnp.where(x > 0, x, a * x), name="lrelu")
+        np.testing.assert_allclose(np.asarray(act.kernel(K)), np.asarray(quad.kernel(K)),
+                                   rtol=1e-10, atol=1e-12)
+    assert LeakyReLU(-1.0).odd and not LeakyReLU(0.2).odd
+
+
+def test_get_activation_families_and_errors():
+    from fieldres.kernels import AlphaReLU, LeakyReLU, get_activation
+
+    assert isinstance(get_activation("Leaky-ReLU:0.3"), LeakyReLU)
+    assert get_activation("leaky_relu").slope == 0.01
+    a = get_activation("alpha_relu:0.8")
+    assert isinstance(a, AlphaReLU) and a.alpha == 0.8 and a.kinks == (0.0,)
+    for bad, match in (("alpha-relu", "exponent"), ("leaky_relu:x", "number"),
+                       ("leaky_relu:inf", "finite"), ("softmaxx", "unknown activation")):
+        with pytest.raises(ValueError, match=match):
+            get_activation(bad)
+    with pytest.raises(ValueError, match=">= 0"):
+        get_activation("tanh").derivative(0.0, -1)

@@ -134,7 +134,7 @@ def test_phases_and_missing_fixed_point():
     # ReLU above sigma_w^2 = 2: the length diverges, reported as such (never a number)
     relu = mf.mean_field([1.0, 2.5], 0.1, "relu")
     assert int(relu.status[0]) == 0 and float(relu.q_star[0]) == pytest.approx(0.1 / 0.5)
-    assert int(relu.status[1]) == mf.MFStatus.NO_FIXED_POINT
+    assert int(relu.status[1]) == mf.Status.NO_FIXED_POINT
     assert np.isinf(float(relu.q_star[1])) and np.isnan(float(relu.chi_1[1]))
     assert "diverges" in relu.messages()[1]
     with pytest.raises(ValueError, match="non-negative"):
@@ -197,3 +197,80 @@ def test_cli_edge_of_chaos(capsys, tmp_path):
     d = json.loads(capsys.readouterr().out)
     assert d["sigma_w2_critical"] == pytest.approx(2.0) and d["q_star"] is None
     assert d["phase"] == "no fixed point"
+
+
+@pytest.mark.parametrize("activation", ["tanh", "erf"])
+def test_critical_point_is_critical_not_a_failure(activation):
+    """At sigma_w,crit^2 (chi_1 = 1) the fixed points exist and xi_c diverges (issue 11).
+
+    Before the fix the c* solver stalled on the nearly double root at c = 1 (tanh,
+    sigma_b^2 = 0.01: 'no fixed point') and xi_c came out as ~1e15 or nan.
+    """
+    sb2 = np.array([0.0, 0.01, 0.05, 0.3])
+    cp = mf.critical_sigma_w2(sb2, activation)
+    assert np.all(np.asarray(cp.status) == mf.Status.OK)
+    r = mf.mean_field(cp.sigma_w2, sb2, activation)
+    assert np.all(np.asarray(r.status) == mf.Status.CRITICAL), r.messages()
+    assert np.all(np.isinf(np.asarray(r.xi_c)))
+    np.testing.assert_allclose(np.asarray(r.chi_1), 1.0, atol=1e-9)
+    np.testing.assert_array_equal(np.asarray(r.c_star), 1.0)
+    np.testing.assert_allclose(np.asarray(r.q_star), np.asarray(cp.q_star), rtol=1e-12,
+                               atol=1e-12)
+    assert np.all(np.isfinite(np.asarray(r.q_star)))
+    assert all("diverges" in m for m in r.messages())
+    # just beyond the line (chaotic): c* < 1 is found, and xi_c follows the near-critical
+    # law xi_c (chi_1 - 1) = 1 + O(chi_1 - 1) (f'(c*) = 1 - (chi_1 - 1) + O((chi_1 - 1)^2));
+    # measured: the O() term is 5-8 (chi_1 - 1); tanh's quadrature adds ~1e-12 / (chi_1 - 1)
+    w = np.asarray(cp.sigma_w2)[1:]
+    for eps in (1e-4, 1e-6):
+        n = mf.mean_field(w * (1 + eps), sb2[1:], activation)
+        assert np.all(np.asarray(n.status) == mf.Status.OK)
+        assert np.all(np.asarray(n.c_star) < 1.0)
+        delta = np.asarray(n.chi_1) - 1.0
+        assert np.all(delta > 1e-8)
+        np.testing.assert_allclose(np.asarray(n.xi_c) * delta, 1.0,
+                                   rtol=10 * delta.max() + 1e-11 / delta.min())
+
+
+def test_relu_at_its_critical_point_has_a_diverging_length():
+    """ReLU at sigma_w^2 = 2, sigma_b^2 > 0: q^(l) grows linearly, q* = inf (not ~1e12)."""
+    cp = mf.critical_sigma_w2([0.0, 0.05, 0.3], "relu")
+    assert np.all(np.asarray(cp.status) == mf.Status.OK)
+    q = np.asarray(cp.q_star)
+    assert q[0] == 0.0 and np.all(np.isinf(q[1:]))
+    r = mf.mean_field(cp.sigma_w2, [0.0, 0.05, 0.3], "relu")
+    assert np.all(np.asarray(r.status) == mf.Status.CRITICAL)
+    assert float(r.q_star[0]) == 0.0 and np.all(np.isinf(np.asarray(r.q_star)[1:]))
+    assert np.all(np.isinf(np.asarray(r.xi_c)))
+    # a resolved distance from the edge still gives the finite q* = sigma_b^2 / (1 - chi)
+    near = mf.mean_field(2.0 * (1 - 1e-6), 0.05, "relu")
+    assert int(near.status) == mf.Status.OK
+    assert float(near.q_star) == pytest.approx(0.05 / 1e-6, rel=1e-6)
+
+
+def _no_non_finite(text):
+    return all(bad not in text for bad in ("Infinity", "NaN", "e+1"))
+
+
+def test_cli_edge_of_chaos_at_the_critical_point(capsys):
+    assert main(["edge-of-chaos", "--activation", "tanh", "--sigma-b2", "0.01", "--json"]) == 0
+    out = capsys.readouterr().out
+    d = json.loads(out)
+    assert _no_non_finite(out)
+    assert d["phase"] == "critical" and d["status_code"] == int(mf.Status.CRITICAL)
+    assert d["xi_c"] is None and d["xi_c_status"] == "diverges"
+    assert d["xi_q"] > 0 and d["xi_q_status"] == "finite"
+    assert d["q_star"] == pytest.approx(d["q_star_critical"], rel=1e-12)
+    assert d["c_star"] == 1.0 and d["chi_1"] == pytest.approx(1.0, abs=1e-9)
+    assert main(["edge-of-chaos", "--activation", "erf", "--sigma-b2", "0.3"]) == 0
+    text = capsys.readouterr().out
+    assert "xi_c = diverges" in text and "(critical)" in text and "e+1" not in text
+    # ReLU: the length itself diverges at the edge
+    assert main(["edge-of-chaos", "--activation", "relu", "--json"]) == 0
+    out = capsys.readouterr().out
+    d = json.loads(out)
+    assert _no_non_finite(out)
+    assert d["sigma_w2_critical"] == pytest.approx(2.0, rel=1e-12)
+    assert d["q_star_critical"] is None and d["q_star_critical_status"] == "diverges"
+    assert d["q_star"] is None and d["q_star_status"] == "diverges"
+    assert d["phase"] == "critical" and d["xi_c"] is None

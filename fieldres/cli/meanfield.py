@@ -7,11 +7,14 @@ import math
 
 import numpy as np
 
+from ..defaults import Hyper
 from ._common import (
     CLIError,
     _check_variances,
     parse_matrix,
 )
+
+_DEFAULT_SIGMA_B2 = float(Hyper().sigma_b2)  # the one default bias variance (defaults.py)
 
 
 def _eoc_float(x):
@@ -19,13 +22,36 @@ def _eoc_float(x):
     return x if math.isfinite(x) else None
 
 
+def _diverging(x) -> str:
+    """``"diverges"`` for an infinite mean-field quantity, ``"finite"`` otherwise."""
+    return "diverges" if math.isinf(float(x)) else "finite"
+
+
+def _phase(status: int, chi_1: float) -> str:
+    from fieldres.status import Status
+
+    if status == Status.CRITICAL:
+        return "critical"
+    if status == Status.NO_FIXED_POINT:
+        return "no fixed point"
+    if status != Status.OK:
+        return "not converged"
+    return "chaotic" if chi_1 > 1.0 else "ordered"
+
+
 def cmd_edge_of_chaos(args) -> int:
-    """Feed-forward mean field: q*, c*, chi_1, xi_q, xi_c and sigma_w,crit^2(sigma_b^2)."""
+    """Feed-forward mean field: q*, c*, chi_1, xi_q, xi_c and sigma_w,crit^2(sigma_b^2).
+
+    Quantities that diverge (``xi_c`` and ``xi_q`` at criticality, ``q*`` of ReLU at its
+    critical point) are JSON ``null`` with ``"<name>_status": "diverges"`` and print as
+    ``diverges``; exit 1 only where the mean field has no fixed point or a solver failed.
+    """
     import jax
 
     jax.config.update("jax_enable_x64", True)
     from fieldres.kernels.activations import get_activation
     from fieldres.meanfield import feedforward as mf
+    from fieldres.status import is_success
 
     get_activation(args.activation)
     _check_variances(args, "sigma_b2", "sigma_w2")
@@ -40,13 +66,16 @@ def cmd_edge_of_chaos(args) -> int:
         "sigma_b2": args.sigma_b2,
         "sigma_w2_critical": sw2_crit,
         "q_star_critical": _eoc_float(crit.q_star),
+        "q_star_critical_status": _diverging(crit.q_star) if sw2_crit is not None else None,
         "critical_status": crit_msg,
         "sigma_w2": sw2,
     }
     exit_code = 0 if sw2_crit is not None else 1
+    ok = False
     if sw2 is not None:
         r = mf.mean_field(sw2, args.sigma_b2, args.activation)
         st = int(r.status)
+        ok = bool(is_success(st))
         result.update({
             "q_star": _eoc_float(r.q_star),
             "c_star": _eoc_float(r.c_star),
@@ -54,11 +83,14 @@ def cmd_edge_of_chaos(args) -> int:
             "chi_c": _eoc_float(r.chi_c),
             "xi_q": _eoc_float(r.xi_q),
             "xi_c": _eoc_float(r.xi_c),
-            "phase": ("no fixed point" if st else "critical" if abs(float(r.chi_1) - 1.0) < 1e-9
-                      else "chaotic" if float(r.chi_1) > 1.0 else "ordered"),
+            "phase": _phase(st, float(r.chi_1)),
             "status": str(r.messages().ravel()[0]),
+            "status_code": st,
         })
-        if st:
+        if ok:
+            result.update({f"{k}_status": _diverging(getattr(r, k))
+                           for k in ("q_star", "xi_q", "xi_c")})
+        else:
             exit_code = 1
     if args.out:
         lo, hi = args.sigma_w2_range
@@ -73,18 +105,19 @@ def cmd_edge_of_chaos(args) -> int:
         return exit_code
 
     def fmt(x):
-        return "inf" if x is None else f"{x:.8g}"
+        return "diverges" if x is None else f"{x:.8g}"
 
     print(f"Edge of chaos of a deep {args.activation} feed-forward net, "
           f"sigma_b^2 = {args.sigma_b2:g}")
     if sw2_crit is None:
         print(f"  critical sigma_w^2: not found ({crit_msg})")
     else:
-        print(f"  critical sigma_w^2 = {sw2_crit:.10g}  "
-              f"(q* there = {fmt(result['q_star_critical'])})")
+        q_crit = result["q_star_critical"]
+        q_text = "diverges" if q_crit is None else f"= {fmt(q_crit)}"
+        print(f"  critical sigma_w^2 = {sw2_crit:.10g}  (q* there {q_text})")
     if sw2 is not None:
         where = "the critical point" if args.sigma_w2 is None else f"sigma_w^2 = {sw2:g}"
-        if "q_star" in result and result["q_star"] is not None:
+        if ok:
             print(f"  at {where}: q* = {fmt(result['q_star'])}, c* = {fmt(result['c_star'])}, "
                   f"chi_1 = {fmt(result['chi_1'])} ({result['phase']})")
             print(f"  depth scales: xi_q = {fmt(result['xi_q'])}, xi_c = {fmt(result['xi_c'])}")
@@ -253,7 +286,8 @@ def register(sub) -> None:
     s = sub.add_parser("edge-of-chaos",
                        help="feed-forward mean field: q*, c*, chi_1, xi_c, critical sigma_w^2")
     s.add_argument("--activation", default="tanh", help="tanh | erf | relu | linear (default tanh)")
-    s.add_argument("--sigma-b2", type=float, default=0.05, help="bias variance (default 0.05)")
+    s.add_argument("--sigma-b2", type=float, default=_DEFAULT_SIGMA_B2,
+                   help=f"bias variance (default {_DEFAULT_SIGMA_B2:g}, fieldres.Hyper's)")
     s.add_argument("--sigma-w2", type=float,
                    help="weight variance for q*, c*, xi_q, xi_c (default: the critical one)")
     s.add_argument("--out", help="write the phase diagram (xi_c heat map, PNG/PDF)")

@@ -1,6 +1,40 @@
 # jaxtyping dimension strings ("P P") are not forward references:
 # ruff: noqa: F722
-"""Activation functions and their Gaussian expectations.
+"""The activation registry: every activation with its value, derivatives, kinks and Gaussian
+expectations (the one registry of fieldres).
+
+Registry
+--------
+:func:`get_activation` resolves a name, ``NAME:VALUE`` for a parametrised family, an
+:class:`Activation` (returned as is) or a plain callable (wrapped in :class:`GaussHermite`):
+
+- closed forms: ``erf`` (:class:`Erf`, Williams 1997), ``relu`` (:class:`ReLU`, the
+  arc-cosine kernel), ``linear`` (:class:`Linear`), ``leaky_relu`` / ``leaky_relu:SLOPE``
+  (:class:`LeakyReLU`, slope 0.01 by default), ``alpha-relu:ALPHA``
+  (:class:`~fieldres.kernels.alpha_relu.AlphaReLU`, a one-dimensional angular integral);
+- quadrature (:class:`GaussHermite`): ``tanh``, ``sigmoid``, ``selu`` (kink at 0, a panel
+  end of the rule) and ``erf-quadrature`` (erf through the quadrature, a check).
+
+Every :class:`Activation` has
+
+- ``fn(x)`` / ``__call__``: the value, elementwise; ``name`` (static);
+- ``derivative(x, order=1)``: ``phi^(order)``; closed form for ``order = 1`` where known
+  (all the registered ones), :func:`jax.grad` otherwise;
+- ``derivative_variance(q)``: ``E[phi'(sqrt(q) z)^2]`` (closed forms; one-dimensional
+  quadrature; Price's theorem as the generic fallback);
+- ``kinks``: tuple of points where ``phi`` or ``phi'`` is not smooth (panel ends for a
+  quadrature); ``odd``: ``phi(-x) = -phi(x)`` (so ``E phi(h) = 0``);
+- ``variance(k)``, ``covariance(kaa, kbb, kab)``, ``kernel(K)``: the Gaussian second
+  moments, the C-map of the NNGP recursion.
+
+A kinked activation that is not registered (``hard_tanh``, say) can be passed as a
+callable, but the quadrature below does not put panel ends at its kinks (its values then
+converge slowly there, ~1e-2 for ``E[phi'^2]`` of hard tanh), and Price's-theorem
+derivatives miss the Dirac terms of ``phi''`` at kinks where ``phi`` does not vanish: give it
+a closed form instead.
+
+Gaussian expectations
+---------------------
 
 For a centred Gaussian pre-activation ``h ~ N(0, K)`` over ``P`` inputs, the
 post-activation second moment (the "C-map" of the NNGP recursion) is
@@ -40,22 +74,31 @@ from __future__ import annotations
 
 import abc
 import functools
+import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .quadrature import gauss_hermite, panel_maps
+from .gaussian import (
+    _DEFAULT_DEGREE,
+    _as_float,
+    _expect1,
+    _expect2,
+    _moments,
+    _Rule,
+    evaluations_per_entry,
+)
 
 __all__ = [
     "Activation",
     "Erf",
     "ReLU",
     "Linear",
+    "LeakyReLU",
     "GaussHermite",
     "evaluations_per_entry",
     "get_activation",
@@ -66,10 +109,21 @@ __all__ = [
 class Activation(eqx.Module):
     """An elementwise activation ``phi`` with its Gaussian second moments.
 
-    Subclasses implement :meth:`variance` (single-input ``E[phi(h)^2]``) and
+    Subclasses implement :meth:`fn`, :meth:`variance` (single-input ``E[phi(h)^2]``) and
     :meth:`covariance` (``E[phi(h_a) phi(h_b)]`` for a bivariate Gaussian), both elementwise
     over broadcastable arrays. :meth:`kernel` assembles the whole ``P x P`` map.
+
+    Every activation also knows its derivatives (:meth:`derivative`: closed forms where the
+    subclass gives them, :func:`jax.grad` otherwise), :meth:`derivative_variance`
+    (``E[phi'(h)^2]``, the slope ``chi_1`` of mean-field theory), its :attr:`kinks` (points
+    where ``phi`` or ``phi'`` is not smooth: panel ends for quadratures) and whether it is
+    :attr:`odd` (then ``E[phi(h)] = 0`` for every centred Gaussian ``h``).
     """
+
+    #: Points where ``phi`` or ``phi'`` is not smooth (quadrature panel ends).
+    kinks: ClassVar[tuple[float, ...]] = ()
+    #: ``phi(-x) = -phi(x)``.
+    odd: ClassVar[bool] = False
 
     name: eqx.AbstractVar[str]
 
@@ -79,6 +133,33 @@ class Activation(eqx.Module):
 
     def __call__(self, x: ArrayLike) -> Array:
         return self.fn(x)
+
+    def derivative(self, x: ArrayLike, order: int = 1) -> Array:
+        """``phi^(order)(x)`` elementwise (``order >= 0``; :func:`jax.grad` of :meth:`fn`).
+
+        At a kink the one-sided value :func:`jax.grad` picks is returned; Dirac terms of
+        higher derivatives at kinks are not represented.
+        """
+        order = int(order)
+        if order < 0:
+            raise ValueError(f"derivative order must be >= 0, got {order}")
+        f = self.fn
+        for _ in range(order):
+            f = jnp.vectorize(jax.grad(lambda y, g=f: g(y) * 1.0))
+        return f(_as_float(x))
+
+    def derivative_variance(self, q: ArrayLike) -> Array:
+        r""":math:`\mathbb E_z[\phi'(\sqrt q\, z)^2]`, elementwise in ``q``.
+
+        Default: Price's theorem, :math:`\partial_{K_{ab}} \mathbb E[\phi(a)\phi(b)]` at
+        correlation one; subclasses with closed forms override it.
+        """
+        q = _as_float(q)
+
+        def price(qq):
+            return jax.grad(self.covariance, argnums=2)(qq, qq, qq)
+
+        return jnp.vectorize(price)(q)
 
     @abc.abstractmethod
     def variance(self, k: ArrayLike) -> Array:
@@ -113,9 +194,20 @@ class Erf(Activation):
     """``phi(x) = erf(x)``; closed form ``C = (2/pi) arcsin(2 K_ab / sqrt((1+2K_aa)(1+2K_bb)))``."""
 
     name: str = eqx.field(default="erf", static=True)
+    odd: ClassVar[bool] = True
 
     def fn(self, x):
         return jax.scipy.special.erf(x)
+
+    def derivative(self, x, order=1):
+        if int(order) == 1:
+            x = _as_float(x)
+            return (2.0 / math.sqrt(math.pi)) * jnp.exp(-x * x)
+        return super().derivative(x, order)
+
+    def derivative_variance(self, q):
+        """``4 / (pi sqrt(1 + 4 q))``."""
+        return (4.0 / jnp.pi) / jnp.sqrt(1.0 + 4.0 * _as_float(q))
 
     def variance(self, k):
         k = jnp.asarray(k)
@@ -152,9 +244,20 @@ class ReLU(Activation):
     """``phi(x) = max(x, 0)``; the arc-cosine kernel ``C = sqrt(K_aa K_bb) J(c) / (2 pi)``."""
 
     name: str = eqx.field(default="relu", static=True)
+    kinks: ClassVar[tuple[float, ...]] = (0.0,)
 
     def fn(self, x):
         return jax.nn.relu(x)
+
+    def derivative(self, x, order=1):
+        x = _as_float(x)
+        if int(order) == 1:
+            return (x > 0).astype(x.dtype)
+        return super().derivative(x, order)
+
+    def derivative_variance(self, q):
+        """``1 / 2`` for every ``q``."""
+        return jnp.full_like(_as_float(q), 0.5)
 
     def variance(self, k):
         return 0.5 * jnp.asarray(k)
@@ -168,9 +271,20 @@ class Linear(Activation):
     """``phi(x) = x``; ``C_phi(K) = K``."""
 
     name: str = eqx.field(default="linear", static=True)
+    odd: ClassVar[bool] = True
 
     def fn(self, x):
         return jnp.asarray(x)
+
+    def derivative(self, x, order=1):
+        x = _as_float(x)
+        if int(order) == 1:
+            return jnp.ones_like(x)
+        return super().derivative(x, order)
+
+    def derivative_variance(self, q):
+        """``1``."""
+        return jnp.ones_like(_as_float(q))
 
     def variance(self, k):
         return jnp.asarray(k)
@@ -180,326 +294,51 @@ class Linear(Activation):
         return jnp.broadcast_to(jnp.asarray(kab), shape)
 
 
-# ----------------------------------------------------------------------------------------
-# Gaussian expectations by quadrature, with Price's-theorem derivatives
-# ----------------------------------------------------------------------------------------
-#
-# Every expectation is an iterated one-dimensional integral against a normal density
-# N(mu, s^2), taken in the standardised variable u = (x - mu) / s. Two rules:
-#
-# * "composite" (default): composite Gauss--Legendre on |u| <= 9 (tail mass 2e-19; the
-#   weights, which include the density, are renormalised to sum to one). Panel ends merge
-#   the Gaussian's own scale (u = 0, +-4, +-9) with the activation's scale (x = 0, +-3, +-8,
-#   +-16, where a saturating activation turns over and its derivatives live), mapped into u,
-#   clipped to the window and sorted at run time: the shapes are static, only the positions
-#   move. This stays accurate however wide the Gaussian is compared with the activation's
-#   features, which plain Gauss--Hermite in u is not.
-# * "hermite": plain Gauss--Hermite in u (the original rule; exact for polynomials, fine for
-#   variances of order one, slowly convergent for large ones).
-#
-# Bivariate expectations condition on the variable of larger variance, X: Y = beta X + s eps
-# with beta = K_xy / K_xx, s^2 = K_yy - K_xy^2 / K_xx. The inner integral over Y has panels
-# around its conditional mean beta X (scale s) and around Y = 0 (the activation's scale);
-# the outer one around X = 0 at the scales sd(X), 1 and sqrt(1 + s^2) / |beta| (the width that
-# the inner activation's step has as a function of X). Conditioning on the wider variable
-# keeps |beta| <= 1 and s^2 <= K_yy; at correlation +-1, s = 0 and the inner rule collapses
-# onto the conditional mean exactly. Node positions carry no derivative information:
-# differentiation goes through the custom JVPs (Price's theorem), which only need the rule
-# to evaluate other Gaussian expectations.
+class LeakyReLU(Activation):
+    """``phi(x) = max(x, 0) + slope min(x, 0)``; closed form from the arc-cosine kernel.
 
-_WINDOW = 9.0
-_GAUSS_BREAKS = (4.0, 9.0)  # panel ends in standard deviations from the mean
-_ACT_BREAKS = (3.0, 8.0, 16.0)  # panel ends in units of the activation's argument
-_MAPPED_BREAKS = (3.0, 8.0)  # the same for the inner activation seen through X
-_BLOCK = 2**20  # nodes of the bivariate rule per vectorised block of entries
-_DEFAULT_DEGREE = {"composite": 16, "hermite": 96}
-
-_Pairs = tuple[tuple[int, int], ...]  # derivative orders (i, j): E[phi^(i)(a) phi^(j)(b)]
-
-
-class _Rule(NamedTuple):
-    """Static description of a quadrature rule (hashable: a non-differentiable argument)."""
-
-    kind: str  # "composite" | "hermite"
-    degree: int  # Gauss--Legendre nodes per panel | Gauss--Hermite nodes per dimension
-
-
-def _n_panels() -> tuple[int, int, int]:
-    """Panels of the composite rule: 1-D, outer and inner variable of the 2-D rule."""
-    gauss = 2 * len(_GAUSS_BREAKS) + 1
-    act = 2 * len(_ACT_BREAKS)
-    return gauss + act - 1, gauss + act + 2 * len(_MAPPED_BREAKS) - 1, gauss + act
-
-
-def evaluations_per_entry(rule: str = "composite", degree: int | None = None) -> tuple[int, int]:
-    """Quadrature nodes ``(variance, covariance)`` per kernel entry of a rule.
-
-    For the default composite rule (16 nodes per panel) this is ``(320, 39424)``; for plain
-    Gauss--Hermite of degree ``d`` it is ``(4 d, d^2)``. Each node costs one evaluation of
-    every function involved: ``phi`` for the kernel, ``phi, ..., phi^(2k)`` for its ``k``-th
-    derivative (all derivative orders share one set of nodes).
+    With ``r = relu``, ``phi(x) = r(x) - slope r(-x)``, so
+    ``C = sqrt(K_aa K_bb) [(1 + slope^2) J(c) - 2 slope J(-c)] / (2 pi)`` and
+    ``E[phi^2] = (1 + slope^2) k / 2``.
     """
-    degree = _DEFAULT_DEGREE[rule] if degree is None else int(degree)
-    if rule == "hermite":
-        return 4 * degree, degree * degree
-    n1, n_out, n_in = _n_panels()
-    return 2 * n1 * degree, n_out * n_in * degree * degree
 
+    slope: float = eqx.field(static=True)
+    name: str = eqx.field(static=True)
+    kinks: ClassVar[tuple[float, ...]] = (0.0,)
 
+    def __init__(self, slope: float = 0.01):
+        slope = float(slope)
+        if not math.isfinite(slope):
+            raise ValueError(f"leaky ReLU slope must be finite, got {slope}")
+        self.slope = slope
+        self.name = f"leaky_relu:{slope:g}"
 
+    @property
+    def odd(self) -> bool:
+        return self.slope == -1.0
 
-@functools.cache
-def _derivative(f: Callable, order: int) -> Callable:
-    """Elementwise ``order``-th derivative of a scalar function, built once per function."""
-    if order == 0:
-        return f
-    g = _derivative(f, order - 1)
-    return jnp.vectorize(jax.grad(lambda x: g(x) * 1.0))
+    def fn(self, x):
+        x = jnp.asarray(x)
+        return jnp.where(x > 0, x, self.slope * x)
 
+    def derivative(self, x, order=1):
+        x = _as_float(x)
+        if int(order) == 1:
+            return jnp.where(x > 0, 1.0, self.slope).astype(x.dtype)
+        return super().derivative(x, order)
 
-def _sort_small(e):
-    """Sort along the last (short) axis by ranks: elementwise work that fuses, unlike sort."""
-    m = e.shape[-1]
-    idx = np.arange(m)
-    ei, ej = e[..., :, None], e[..., None, :]
-    before = (ej < ei) | ((ej == ei) & (idx[None, :] < idx[:, None]))
-    rank = jnp.sum(before, axis=-1)
-    return jnp.sum(jnp.where(rank[..., :, None] == idx, ei, 0.0), axis=-2)
+    def derivative_variance(self, q):
+        """``(1 + slope^2) / 2``."""
+        return jnp.full_like(_as_float(q), 0.5 * (1.0 + self.slope**2))
 
+    def variance(self, k):
+        return 0.5 * (1.0 + self.slope**2) * jnp.asarray(k)
 
-def _composite_nodes(mu, s, features, degree):
-    """Nodes ``x`` and weights ``w`` (summing to one) for ``E[F(x)]``, ``x ~ N(mu, s^2)``.
-
-    ``mu``, ``s``: shape ``(...)``; ``features``: activation breakpoints (absolute positions,
-    ``(..., m)``). Returns ``(..., n_panels * degree)`` arrays.
-    """
-    dtype = mu.dtype
-    gauss = _symmetric(_GAUSS_BREAKS, dtype, zero=True)
-    # s = 0 (a degenerate Gaussian): every feature lands on the window's edge or the mean.
-    fu = (features - mu[..., None]) / jnp.maximum(s, jnp.finfo(dtype).tiny)[..., None]
-    fu = jnp.clip(fu, -_WINDOW, _WINDOW)
-    ends = jnp.concatenate([jnp.broadcast_to(gauss, fu.shape[:-1] + gauss.shape), fu], -1)
-    ends = _sort_small(ends)
-    A, B = (jnp.asarray(a, dtype) for a in panel_maps(ends.shape[-1], degree))
-    hi = jax.lax.Precision.HIGHEST
-    u = jnp.matmul(ends, A, precision=hi)
-    w = jnp.matmul(ends, B, precision=hi) * jnp.exp(-0.5 * u * u)
-    w = w / jnp.sum(w, axis=-1, keepdims=True)
-    return mu[..., None] + s[..., None] * u, w
-
-
-def _hermite_nodes(mu, s, degree):
-    z, w = (jnp.asarray(a, mu.dtype) for a in gauss_hermite(degree))
-    x = mu[..., None] + s[..., None] * z
-    return x, jnp.broadcast_to(w, x.shape)
-
-
-def _symmetric(points, dtype, zero=False):
-    p = list(points)
-    return jnp.asarray([-x for x in p[::-1]] + ([0.0] if zero else []) + p, dtype)
-
-
-def _orders(pairs: _Pairs) -> list[int]:
-    return sorted({m for p in pairs for m in p})
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _quad1(rule: _Rule, phi: Callable, pairs: _Pairs, k):
-    """``E[phi^(i)(h) phi^(j)(h)]``, ``h ~ N(0, k)``, for each ``(i, j)``; elementwise in ``k``."""
-    sd = jnp.sqrt(k)
-    zero = jnp.zeros_like(k)
-    if rule.kind == "hermite":
-        x, w = _hermite_nodes(zero, sd, 4 * rule.degree)  # one dimension is cheap
-    else:
-        act = _symmetric(_ACT_BREAKS, k.dtype)
-        feats = jnp.broadcast_to(act, k.shape + act.shape)
-        x, w = _composite_nodes(zero, sd, feats, 2 * rule.degree)  # cheap: use a finer rule
-    f = {m: _derivative(phi, m)(x) for m in _orders(pairs)}
-    return tuple(jnp.sum(w * f[i] * f[j], axis=-1) for i, j in pairs)
-
-
-def _quad2_block(rule: _Rule, phi: Callable, pairs: _Pairs, kxx, kyy, kxy):
-    """``(E[f_i(X) f_j(Y)], E[f_j(X) f_i(Y)])`` per pair; 1-D arrays of entries."""
-    dtype = kxx.dtype
-    tiny = jnp.finfo(dtype).tiny
-    pos = kxx > 0
-    beta = jnp.where(pos, kxy / jnp.where(pos, kxx, 1.0), 0.0)
-    s = jnp.sqrt(jnp.maximum(kyy - beta * kxy, 0.0))
-    zero = jnp.zeros_like(kxx)
-    if rule.kind == "hermite":
-        x, wx = _hermite_nodes(zero, jnp.sqrt(kxx), rule.degree)
-        y, wy = _hermite_nodes(beta[..., None] * x, jnp.broadcast_to(s[..., None], x.shape),
-                               rule.degree)
-    else:
-        act = _symmetric(_ACT_BREAKS, dtype)
-        width = jnp.sqrt(1.0 + s * s) / jnp.maximum(jnp.abs(beta), tiny)
-        fx = jnp.concatenate([jnp.broadcast_to(act, kxx.shape + act.shape),
-                              width[..., None] * _symmetric(_MAPPED_BREAKS, dtype)], -1)
-        x, wx = _composite_nodes(zero, jnp.sqrt(kxx), fx, rule.degree)
-        mu = beta[..., None] * x
-        fy = _symmetric(_ACT_BREAKS, dtype, zero=True)
-        y, wy = _composite_nodes(mu, jnp.broadcast_to(s[..., None], mu.shape),
-                                 jnp.broadcast_to(fy, mu.shape + fy.shape), rule.degree)
-    orders = _orders(pairs)
-    inner = {m: jnp.sum(wy * _derivative(phi, m)(y), axis=-1) for m in orders}
-    outer = {m: wx * _derivative(phi, m)(x) for m in orders}
-    out = []
-    for i, j in pairs:
-        v1 = jnp.sum(outer[i] * inner[j], axis=-1)
-        out.append((v1, v1 if i == j else jnp.sum(outer[j] * inner[i], axis=-1)))
-    return tuple(out)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _quad2(rule: _Rule, phi: Callable, pairs: _Pairs, kxx, kyy, kxy):
-    """:func:`_quad2_block` over arrays of any shape, in blocks that bound the memory."""
-    shape = kxx.shape
-    flat = [a.reshape(-1) for a in (kxx, kyy, kxy)]
-    n = flat[0].shape[0]
-    size = max(1, _BLOCK // evaluations_per_entry(rule.kind, rule.degree)[1])
-    if n <= size:
-        out = _quad2_block(rule, phi, pairs, *flat)
-    else:
-        m = -(-n // size)
-        pad = m * size - n
-        fill = (1.0, 1.0, 0.0)  # a harmless valid entry
-        blocks = tuple(jnp.concatenate([a, jnp.full((pad,), v, a.dtype)]).reshape(m, size)
-                       for a, v in zip(flat, fill, strict=True))
-        out = jax.lax.map(lambda b: _quad2_block(rule, phi, pairs, *b), blocks)
-        out = jax.tree.map(lambda o: o.reshape(-1)[:n], out)
-    return jax.tree.map(lambda o: o.reshape(shape), out)
-
-
-def _canonical(pairs: _Pairs) -> _Pairs:
-    return tuple(sorted({(min(p), max(p)) for p in pairs}))
-
-
-def _closure(pairs: _Pairs) -> _Pairs:
-    """The pairs together with those their Price's-theorem derivatives need."""
-    more = {q for i, j in pairs for q in ((i + 1, j + 1), (i + 2, j), (i, j + 2))}
-    return tuple(sorted(set(pairs) | more))
-
-
-def _ordered_values(phi, pairs, rule, kaa, kbb, kab):
-    """``{(i, j): (E[f_i(a) f_j(b)], E[f_i(b) f_j(a)])}`` for ordered pairs, elementwise.
-
-    One quadrature per canonical pair ``i <= j``, conditioned on the wider of ``a, b``.
-    """
-    swap = kaa < kbb
-    kxx, kyy = jnp.where(swap, kbb, kaa), jnp.where(swap, kaa, kbb)
-    canon = _canonical(pairs)
-    vals = dict(zip(canon, _quad2(rule, phi, canon, kxx, kyy, kab), strict=True))
-    out = {}
-    for i, j in pairs:
-        v1, v2 = vals[(min(i, j), max(i, j))]  # E[f_lo(X) f_hi(Y)], E[f_hi(X) f_lo(Y)]
-        if i > j:
-            v1, v2 = v2, v1
-        # X = a unless swapped: E[f_i(a) f_j(b)] = v1, E[f_i(b) f_j(a)] = v2.
-        out[(i, j)] = (jnp.where(swap, v2, v1), jnp.where(swap, v1, v2))
-    return out
-
-
-def _values1(phi, pairs, rule, k):
-    canon = _canonical(pairs)
-    vals = dict(zip(canon, _quad1(rule, phi, canon, k), strict=True))
-    return tuple(vals[(min(p), max(p))] for p in pairs)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
-def _expect1(phi: Callable, pairs: _Pairs, rule: _Rule, k):
-    """``E[phi^(i)(h) phi^(j)(h)]`` for ``h ~ N(0, k)`` and each ``(i, j)``, elementwise."""
-    return _values1(phi, pairs, rule, k)
-
-
-@_expect1.defjvp
-def _expect1_jvp(phi, pairs, rule, primals, tangents):
-    (k,), (dk,) = primals, tangents
-    # One quadrature gives the values and every coefficient (Price: d/dk E[F] = E[F''] / 2).
-    every = _closure(pairs)
-    g = dict(zip(every, _expect1(phi, every, rule, k), strict=True))
-    out = tuple(g[p] for p in pairs)
-    dout = tuple(0.5 * (g[(i + 2, j)] + 2.0 * g[(i + 1, j + 1)] + g[(i, j + 2)]) * dk
-                 for i, j in pairs)
-    return out, dout
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
-def _expect2(phi: Callable, pairs: _Pairs, rule: _Rule, kaa, kbb, kab):
-    """``E[phi^(i)(a) phi^(j)(b)]`` for centred Gaussian ``(a, b)``, each ``(i, j)``."""
-    kaa, kbb, kab = jnp.broadcast_arrays(kaa, kbb, kab)
-    vals = _ordered_values(phi, pairs, rule, kaa, kbb, kab)
-    return tuple(vals[p][0] for p in pairs)
-
-
-@_expect2.defjvp
-def _expect2_jvp(phi, pairs, rule, primals, tangents):
-    kaa, kbb, kab = primals
-    dkaa, dkbb, dkab = tangents
-    every = _closure(pairs)
-    g = dict(zip(every, _expect2(phi, every, rule, kaa, kbb, kab), strict=True))
-    out = tuple(g[p] for p in pairs)
-    dout = tuple(
-        jnp.broadcast_to(
-            g[(i + 1, j + 1)] * dkab + 0.5 * g[(i + 2, j)] * dkaa + 0.5 * g[(i, j + 2)] * dkbb,
-            g[(i, j)].shape,
-        )
-        for i, j in pairs
-    )
-    return out, dout
-
-
-@functools.cache
-def _assembly(P: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Upper-triangle indices and the gather map from ``[diag, upper, lower]`` to ``P x P``."""
-    iu, ju = np.triu_indices(P, 1)
-    idx = np.empty((P, P), dtype=np.int32)
-    idx[np.arange(P), np.arange(P)] = np.arange(P)
-    idx[iu, ju] = P + np.arange(iu.size)
-    idx[ju, iu] = P + iu.size + np.arange(iu.size)
-    return iu, ju, idx
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
-def _moments(phi: Callable, pairs: _Pairs, rule: _Rule, K):
-    """``M_ab = E[phi^(i)(h_a) phi^(j)(h_b)]``, ``h ~ N(0, K)``, for each ``(i, j)``.
-
-    Matrices over the last two axes of ``K``. One bivariate quadrature per unordered pair
-    ``a < b`` (at the symmetrised covariance: ``K`` is a kernel) serves ``M_ab`` and ``M_ba``
-    of every ``(i, j)``.
-    """
-    P = K.shape[-1]
-    d = jnp.diagonal(K, axis1=-2, axis2=-1)
-    diag = _values1(phi, pairs, rule, d)
-    if P == 1:
-        return tuple(v[..., None] for v in diag)
-    iu, ju, idx = _assembly(P)
-    kab = 0.5 * (K[..., iu, ju] + K[..., ju, iu])
-    vals = _ordered_values(phi, pairs, rule, d[..., iu], d[..., ju], kab)
-    return tuple(jnp.concatenate([dv, *vals[p]], axis=-1)[..., idx]
-                 for dv, p in zip(diag, pairs, strict=True))
-
-
-@_moments.defjvp
-def _moments_jvp(phi, pairs, rule, primals, tangents):
-    (K,), (dK,) = primals, tangents
-    dd = jnp.diagonal(dK, axis1=-2, axis2=-1)
-    every = _closure(pairs)
-    g = dict(zip(every, _moments(phi, every, rule, K), strict=True))
-    out = tuple(g[p] for p in pairs)
-    # Price's theorem entry by entry (each M_ab a function of K_aa, K_bb and K_ab); on the
-    # diagonal the three terms add up to E[(f_i f_j)''] / 2.
-    dout = tuple(
-        g[(i + 1, j + 1)] * dK
-        + 0.5 * g[(i + 2, j)] * dd[..., :, None]
-        + 0.5 * g[(i, j + 2)] * dd[..., None, :]
-        for i, j in pairs
-    )
-    return out, dout
-
-
-def _as_float(x):
-    x = jnp.asarray(x)
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+    def covariance(self, kaa, kbb, kab):
+        c = _correlation(kaa, kbb, kab)
+        a = self.slope
+        j = (1.0 + a * a) * _arccos_j1(c) - 2.0 * a * _arccos_j1(-c)
+        return (jnp.sqrt(kaa) * jnp.sqrt(kbb)) * j / (2.0 * jnp.pi)
 
 
 class GaussHermite(Activation):
@@ -557,12 +396,24 @@ class GaussHermite(Activation):
         default of the rule.
     rule:
         ``"composite"`` or ``"hermite"``.
+    derivative_fn:
+        Closed-form ``phi'`` (elementwise); ``None``: :func:`jax.grad` of ``function``.
+    kinks:
+        Points where ``phi`` or ``phi'`` is not smooth (reported as :attr:`kinks`, for
+        quadratures that put panel ends there; this class's own rule does not, so its
+        kernel values converge more slowly there, and Price's-theorem derivatives miss the
+        Dirac terms of ``phi''`` at kinks where ``phi`` does not vanish).
+    odd:
+        ``phi(-x) = -phi(x)``.
     """
 
     function: Callable = eqx.field(static=True)
     name: str = eqx.field(static=True)
     degree: int = eqx.field(static=True)
     rule: str = eqx.field(static=True)
+    derivative_fn: Callable | None = eqx.field(static=True)
+    breaks: tuple[float, ...] = eqx.field(static=True)
+    is_odd: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -571,6 +422,9 @@ class GaussHermite(Activation):
         degree: int | None = None,
         *,
         rule: str = "composite",
+        derivative_fn: Callable | None = None,
+        kinks: tuple[float, ...] = (),
+        odd: bool = False,
     ):
         if not callable(function):
             raise TypeError(f"GaussHermite needs a callable activation, got {function!r}")
@@ -584,10 +438,31 @@ class GaussHermite(Activation):
         self.name = name
         self.degree = degree
         self.rule = rule
+        self.derivative_fn = derivative_fn
+        self.breaks = tuple(float(x) for x in kinks)
+        self.is_odd = bool(odd)
+
+    @property
+    def kinks(self) -> tuple[float, ...]:
+        return self.breaks
+
+    @property
+    def odd(self) -> bool:
+        return self.is_odd
 
     @property
     def _rule(self) -> _Rule:
         return _Rule(self.rule, self.degree)
+
+    def derivative(self, x, order=1):
+        if int(order) == 1 and self.derivative_fn is not None:
+            return self.derivative_fn(_as_float(x))
+        return super().derivative(x, order)
+
+    def derivative_variance(self, q):
+        """``E[phi'(sqrt(q) z)^2]`` by the same one-dimensional quadrature as :meth:`variance`."""
+        dfn = self.derivative_fn or _grad(self.function)
+        return _derivative_activation(dfn, self.degree, self.rule).variance(q)
 
     def fn(self, x):
         return self.function(x)
@@ -608,6 +483,17 @@ class GaussHermite(Activation):
         return _moments(self.function, ((0, 0),), self._rule, _as_float(K))[0]
 
 
+@functools.cache
+def _grad(function: Callable) -> Callable:
+    """Elementwise ``phi'`` by :func:`jax.grad`, built once per function."""
+    return jnp.vectorize(jax.grad(lambda x: function(x) * 1.0))
+
+
+@functools.cache
+def _derivative_activation(dfn: Callable, degree: int, rule: str) -> GaussHermite:
+    return GaussHermite(dfn, name="derivative", degree=degree, rule=rule)
+
+
 def _tanh(x):
     return jnp.tanh(x)
 
@@ -616,28 +502,90 @@ def _erf(x):
     return jax.scipy.special.erf(x)
 
 
+def _sigmoid(x):
+    return jax.nn.sigmoid(x)
+
+
+def _sigmoid_d(x):
+    s = jax.nn.sigmoid(x)
+    return s * (1.0 - s)
+
+
+_SELU_L, _SELU_A = 1.0507009873554805, 1.6732632423543772  # Klambauer et al. 2017
+
+
+def _selu(x):
+    return _SELU_L * jnp.where(x > 0, x, _SELU_A * jnp.expm1(jnp.minimum(x, 0.0)))
+
+
+def _selu_d(x):
+    return _SELU_L * jnp.where(x > 0, 1.0, _SELU_A * jnp.exp(jnp.minimum(x, 0.0)))
+
+
+#: Registered names and their constructors. Parametrised families take ``NAME:VALUE``
+#: in :func:`get_activation`: ``leaky_relu:0.2`` (default slope 0.01, as
+#: ``jax.nn.leaky_relu``) and ``alpha-relu:0.8`` (no default).
 ACTIVATIONS: dict[str, Callable[[], Activation]] = {
     "erf": Erf,
     "relu": ReLU,
     "linear": Linear,
-    "tanh": lambda: GaussHermite(_tanh, name="tanh"),
-    "erf-quadrature": lambda: GaussHermite(_erf, name="erf-quadrature"),
+    "tanh": lambda: GaussHermite(_tanh, name="tanh", odd=True),
+    "erf-quadrature": lambda: GaussHermite(_erf, name="erf-quadrature", odd=True),
+    "leaky_relu": lambda: LeakyReLU(0.01),
+    "sigmoid": lambda: GaussHermite(_sigmoid, name="sigmoid", derivative_fn=_sigmoid_d),
+    "selu": lambda: GaussHermite(_selu, name="selu", derivative_fn=_selu_d, kinks=(0.0,)),
+}
+
+_FAMILIES: dict[str, Callable[[float], Activation]] = {
+    "leaky_relu": lambda v: LeakyReLU(v),
+    "alpha-relu": lambda v: _alpha_relu(v),
 }
 
 
-def get_activation(activation: str | Activation | Callable) -> Activation:
-    """Resolve ``"erf" | "relu" | "tanh" | "linear"``, an :class:`Activation`, or a callable.
+def _alpha_relu(alpha: float) -> Activation:
+    from .alpha_relu import AlphaReLU  # it subclasses Activation: imported on use
 
+    return AlphaReLU(alpha)
+
+
+def _normalise(name: str) -> str:
+    key = name.strip().lower()
+    head, sep, tail = key.partition(":")
+    if head.replace("_", "-") == "alpha-relu":
+        head = "alpha-relu"
+    elif head.replace("-", "_") == "leaky_relu":
+        head = head.replace("-", "_")
+    return head + sep + tail
+
+
+def get_activation(activation: str | Activation | Callable) -> Activation:
+    """Resolve a registered name, ``NAME:VALUE`` of a family, an :class:`Activation` or a callable.
+
+    Names: see :data:`ACTIVATIONS` (``erf``, ``relu``, ``linear``, ``tanh``,
+    ``erf-quadrature``, ``leaky_relu``, ``sigmoid``, ``selu``); families
+    ``leaky_relu:SLOPE`` and ``alpha-relu:ALPHA``. Case, and ``-`` vs ``_``, do not matter.
     A plain callable becomes a :class:`GaussHermite` activation (quadrature expectations).
     """
     if isinstance(activation, Activation):
         return activation
     if isinstance(activation, str):
-        key = activation.lower()
+        key = _normalise(activation)
+        head, sep, tail = key.partition(":")
+        if sep and head in _FAMILIES:
+            try:
+                value = float(tail)
+            except ValueError:
+                raise ValueError(f"the parameter of {head} must be a number, got "
+                                 f"{activation!r}") from None
+            if not math.isfinite(value):
+                raise ValueError(f"the parameter of {head} must be finite, got {value}")
+            return _FAMILIES[head](value)
+        if key == "alpha-relu":
+            raise ValueError("activation 'alpha-relu' needs its exponent, e.g. 'alpha-relu:0.8'")
         if key not in ACTIVATIONS:
             raise ValueError(
-                f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)} "
-                "or an elementwise callable"
+                f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}, "
+                "'leaky_relu:SLOPE', 'alpha-relu:ALPHA' or an elementwise callable"
             )
         return ACTIVATIONS[key]()
     if callable(activation):

@@ -44,6 +44,8 @@ __all__ = [
     "ffnet_kernels",
     "output_kernel",
     "layer_update",
+    "gaussian_layer",
+    "propagate",
 ]
 
 
@@ -80,22 +82,47 @@ def input_kernel(
     return sigma_b2_in + sigma_w2_in * (X @ X.T) / X.shape[1]
 
 
+def gaussian_layer(C: ArrayLike, sigma_w2: ArrayLike, sigma_b2: ArrayLike) -> Array:
+    """Kernel of ``W phi(h) + b`` from the post-activation kernel ``C = C_phi(K)``.
+
+    .. math:: \\sigma_w^2\\, C + \\sigma_b^2
+
+    The one affine step that every layer map shares: the residual and feed-forward updates
+    (:func:`layer_update`), the output kernel (:func:`output_kernel`), the single-input
+    length map of the mean field and the continuum flow ``dK/dt`` of ``rho*``.
+    """
+    return sigma_w2 * C + sigma_b2
+
+
 def layer_update(
     K: Float[Array, "P P"], rho: ArrayLike, hyper: Hyper, activation: Activation, residual: bool
 ) -> Float[Array, "P P"]:
-    """One layer of the leading-order recursion (ResNet if ``residual`` else feed-forward)."""
-    branch = hyper.sigma_w2 * activation.kernel(K) + hyper.sigma_b2
+    """One layer of the leading-order recursion (ResNet if ``residual`` else feed-forward).
+
+    .. math::
+
+        K^{(l)} = K^{(l-1)} + \\rho^2 (\\sigma_w^2 C_\\phi(K^{(l-1)}) + \\sigma_b^2)
+        \\quad\\text{or}\\quad K^{(l)} = \\sigma_w^2 C_\\phi(K^{(l-1)}) + \\sigma_b^2 .
+    """
+    branch = gaussian_layer(activation.kernel(K), hyper.sigma_w2, hyper.sigma_b2)
     if residual:
         return K + rho**2 * branch
     return branch
 
 
 def output_kernel(
-    K_L: Float[Array, "P P"], hyper: Hyper = Hyper(), activation="erf"
+    K_L: Float[Array, "P P"],
+    hyper: Hyper = Hyper(),
+    activation: str | Activation | Callable = "erf",
 ) -> Float[Array, "P P"]:
-    """``K^out = sigma_w2_out C_phi(K^(L)) + sigma_b2_out``."""
+    """``K^out = sigma_w2_out C_phi(K^(L)) + sigma_b2_out``.
+
+    ``activation`` is a name, an :class:`~fieldres.kernels.activations.Activation` (used
+    as is, also under ``jit``) or an elementwise callable. No input checks: this is the
+    building block that every output kernel goes through.
+    """
     act = get_activation(activation)
-    return hyper.sigma_w2_out * act.kernel(K_L) + hyper.sigma_b2_out
+    return gaussian_layer(act.kernel(K_L), hyper.sigma_w2_out, hyper.sigma_b2_out)
 
 
 def propagate(
@@ -147,8 +174,7 @@ def _kernels(K0, rho, hyper, activation, n_steps, depth, residual, trajectory):
     K_L, traj = propagate(
         K0, rho, hyper, activation, n_steps, depth, residual=residual, trajectory=trajectory
     )
-    K_out = hyper.sigma_w2_out * activation.kernel(K_L) + hyper.sigma_b2_out
-    return Kernels(traj, K_L, K_out)
+    return Kernels(traj, K_L, output_kernel(K_L, hyper, activation))
 
 
 def _resolve_steps(depth, max_depth) -> tuple[int, ArrayLike | None]:
@@ -174,6 +200,20 @@ def _check_common(K0, rho):
     if is_concrete(rho):
         check_finite("rho", rho)
         check_nonnegative("rho (the residual scaling)", rho)
+
+
+def prepare(K0, rho, depth, max_depth, hyper, activation):
+    """Checked inputs of every public recursion entry point.
+
+    Returns ``(K0, rho, hyper, act, n_steps, depth_mask)``: arrays of the kernel's dtype
+    (traced, not baked, by ``jit``), the resolved activation and the static scan length.
+    """
+    K0 = jnp.asarray(K0)
+    _check_common(K0, rho)
+    n_steps, depth_mask = _resolve_steps(depth, max_depth)
+    act = get_activation(activation)
+    rho, hyper = as_arrays((rho, hyper), K0.dtype)
+    return K0, rho, hyper, act, n_steps, depth_mask
 
 
 def as_arrays(tree, dtype):
@@ -227,11 +267,8 @@ def resnet_kernels(
     >>> round(float(k.K_L[0, 0]), 6)
     0.989557
     """
-    K0 = jnp.asarray(K0)
-    _check_common(K0, rho)
-    n_steps, depth_mask = _resolve_steps(depth, max_depth)
-    act = get_activation(activation)
-    rho, hyper = as_arrays((rho, hyper), K0.dtype)
+    K0, rho, hyper, act, n_steps, depth_mask = prepare(K0, rho, depth, max_depth, hyper,
+                                                       activation)
     return _kernels(K0, rho, hyper, act, n_steps, depth_mask, True, trajectory)
 
 
@@ -248,10 +285,6 @@ def ffnet_kernels(
 
     Same conventions as :func:`resnet_kernels` (there is no ``rho``).
     """
-    K0 = jnp.asarray(K0)
-    _check_common(K0, 1.0)
-    n_steps, depth_mask = _resolve_steps(depth, max_depth)
-    act = get_activation(activation)
-    hyper = as_arrays(hyper, K0.dtype)
-    return _kernels(K0, jnp.asarray(1.0, K0.dtype), hyper, act, n_steps, depth_mask, False,
-                    trajectory)
+    K0, one, hyper, act, n_steps, depth_mask = prepare(K0, 1.0, depth, max_depth, hyper,
+                                                       activation)
+    return _kernels(K0, one, hyper, act, n_steps, depth_mask, False, trajectory)

@@ -2,9 +2,9 @@
 Yang-Schoenholz residual mean field (``fieldres.meanfield.residual``) and Jacobian spectra
 (``fieldres.meanfield.spectra``)."""
 
+from ..status import Status as Status
 from .feedforward import CriticalPoint as CriticalPoint
 from .feedforward import MeanField as MeanField
-from .feedforward import MFStatus as MFStatus
 from .feedforward import PhaseDiagram as PhaseDiagram
 from .feedforward import c_star as c_star
 from .feedforward import chi_1 as chi_1

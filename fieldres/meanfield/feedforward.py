@@ -57,9 +57,6 @@ References:
 
 from __future__ import annotations
 
-import enum
-import functools
-from collections.abc import Callable
 from typing import NamedTuple
 
 import equinox as eqx
@@ -70,10 +67,12 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike
 
 from .._validation import check_nonnegative
-from ..kernels.activations import Erf, GaussHermite, Linear, ReLU, get_activation
+from ..kernels.activations import get_activation
+from ..kernels.quadrature import gauss_legendre
+from ..kernels.recursion import gaussian_layer
+from ..status import Status, is_success, message
 
 __all__ = [
-    "MFStatus",
     "MeanField",
     "CriticalPoint",
     "PhaseDiagram",
@@ -90,29 +89,9 @@ __all__ = [
 ]
 
 
-class MFStatus(enum.IntEnum):
-    """Outcome of a mean-field fixed-point computation."""
-
-    OK = 0
-    NO_FIXED_POINT = 1  # the length map has no stable finite fixed point (q diverges)
-    SOLVER_FAILED = 2  # Newton / bisection did not converge
-    NO_CROSSING = 3  # critical line: chi_1 - 1 has no sign change in the bracket
-
-
-_MESSAGES = {
-    MFStatus.OK: "converged",
-    MFStatus.NO_FIXED_POINT: (
-        "the length map has no stable finite fixed point: q^(l) diverges with depth "
-        "(for ReLU this happens for sigma_w^2 >= 2)"
-    ),
-    MFStatus.SOLVER_FAILED: "the root finder did not converge",
-    MFStatus.NO_CROSSING: "chi_1 - 1 does not change sign inside the sigma_w^2 bracket",
-}
-
-
 def status_message(status: int) -> str:
-    """Readable text of an :class:`MFStatus` code."""
-    return _MESSAGES[MFStatus(int(status))]
+    """Readable text of a mean-field :class:`~fieldres.status.Status` code."""
+    return message(status)
 
 
 # ----------------------------------------------------------------------------------------
@@ -120,47 +99,25 @@ def status_message(status: int) -> str:
 # ----------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _derivative_activation(function: Callable, degree: int, rule: str) -> GaussHermite:
-    dfn = jnp.vectorize(jax.grad(lambda x: function(x) * 1.0))
-    return GaussHermite(dfn, name="derivative", degree=degree, rule=rule)
-
-
 def derivative_variance(activation, q: ArrayLike) -> Array:
     r""":math:`\mathbb E_z[\phi'(\sqrt q\, z)^2]`, elementwise in ``q``.
 
-    Closed forms for erf (:math:`4/(\pi\sqrt{1+4q})`), ReLU (:math:`1/2`) and linear (1); an
-    activation with a ``derivative_variance(q)`` method supplies its own (e.g.
-    :class:`fieldres.meanfield.residual.AlphaReLU`); quadrature activations integrate
-    :math:`\phi'^2` in one dimension; any other :class:`~fieldres.kernels.activations.Activation` goes
-    through Price's theorem, :math:`\partial_{K_{ab}} \mathbb E[\phi(a)\phi(b)]` at correlation one.
+    :meth:`fieldres.kernels.activations.Activation.derivative_variance`: closed forms for
+    erf (:math:`4/(\pi\sqrt{1+4q})`), ReLU (:math:`1/2`), leaky ReLU, linear (1) and
+    alpha-ReLU; quadrature activations integrate :math:`\phi'^2` in one dimension; any other
+    activation goes through Price's theorem, :math:`\partial_{K_{ab}} \mathbb E[\phi(a)\phi(b)]`
+    at correlation one.
     """
     act = get_activation(activation)
     q = jnp.asarray(q)
     if not jnp.issubdtype(q.dtype, jnp.floating):
         q = q.astype(jnp.result_type(float))
-    own = getattr(act, "derivative_variance", None)
-    if callable(own):
-        return own(q)
-    if isinstance(act, Erf):
-        return (4.0 / jnp.pi) / jnp.sqrt(1.0 + 4.0 * q)
-    if isinstance(act, ReLU):
-        return jnp.where(q > 0, 0.5, 0.5) * jnp.ones_like(q)
-    if isinstance(act, Linear):
-        return jnp.ones_like(q)
-    if isinstance(act, GaussHermite):
-        return _derivative_activation(act.function, act.degree, act.rule).variance(q)
-
-    def price(qq):
-        return jax.grad(act.covariance, argnums=2)(qq, qq, qq)
-
-    return jnp.vectorize(price)(q)
+    return act.derivative_variance(q)
 
 
 def length_map(q: ArrayLike, sigma_w2: ArrayLike, sigma_b2: ArrayLike, activation="tanh") -> Array:
     r"""The length map :math:`\mathcal V(q) = \sigma_w^2 \mathbb E[\phi(\sqrt q z)^2] + \sigma_b^2`."""
-    act = get_activation(activation)
-    return sigma_w2 * act.variance(q) + sigma_b2
+    return _length(q, sigma_w2, sigma_b2, get_activation(activation))
 
 
 def correlation_map(
@@ -170,9 +127,17 @@ def correlation_map(
 
     ``q`` is the length of both inputs (normally :math:`q^*`; then :math:`f(1) = 1`).
     """
-    act = get_activation(activation)
-    q = jnp.asarray(q)
-    return (sigma_w2 * act.covariance(q, q, c * q) + sigma_b2) / q
+    return _correlation(c, jnp.asarray(q), sigma_w2, sigma_b2, get_activation(activation))
+
+
+def _length(q, sigma_w2, sigma_b2, act):
+    """``V(q)``: the one-input feed-forward layer of :mod:`fieldres.kernels.recursion`."""
+    return gaussian_layer(act.variance(q), sigma_w2, sigma_b2)
+
+
+def _correlation(c, q, sigma_w2, sigma_b2, act):
+    """``f(c)``: the off-diagonal feed-forward layer at equal lengths ``q``, divided by ``q``."""
+    return gaussian_layer(act.covariance(q, q, c * q), sigma_w2, sigma_b2) / q
 
 
 def _chi_c(c, q, sigma_w2, act):
@@ -186,14 +151,25 @@ def _chi_c(c, q, sigma_w2, act):
 
 _N_ITER = 64  # plain iterations of the length map before Newton polishes the fixed point
 
+#: Relative resolution of criticality: a slope ``chi`` of a map at its fixed point with
+#: ``|chi - 1| <= CRITICAL_TOL`` is critical (its depth scale, beyond ``1 / CRITICAL_TOL``
+#: layers, is reported as diverging), and a fixed point that a relative change of
+#: ``sigma_w^2`` by ``CRITICAL_TOL`` would move by more than ``1 + q*`` is not resolved.
+#: The critical line itself is bisected to ``1e-13`` in ``log sigma_w^2``.
+CRITICAL_TOL = 1e-10
 
-def _q_star(sw2, sb2, act, q0, rtol=1e-12, atol=1e-14):
-    """``(q*, status)``: iterate the length map from ``q0``, then Newton (optimistix)."""
+
+def _q_fixed(sw2, sb2, act, q0, rtol=1e-12, atol=1e-14):
+    """``(q*, q_root, status)`` of the length map; see :func:`_q_star`.
+
+    ``q_root`` is the root the solver found even where ``q*`` is reported as ``inf``
+    (a marginal fixed point receding to infinity, where the slopes are still defined).
+    """
     dtype = jnp.result_type(sw2, sb2, q0, float)
     sw2, sb2 = jnp.asarray(sw2, dtype), jnp.asarray(sb2, dtype)
 
     def lmap(q):
-        return sw2 * act.variance(jnp.maximum(q, 0.0)) + sb2
+        return _length(jnp.maximum(q, 0.0), sw2, sb2, act)
 
     def body(_, q):
         q_new = lmap(q)
@@ -203,7 +179,7 @@ def _q_star(sw2, sb2, act, q0, rtol=1e-12, atol=1e-14):
 
     def fn(q, args):
         w2, b2 = args
-        return q - (w2 * act.variance(jnp.maximum(q, 0.0)) + b2)
+        return q - _length(jnp.maximum(q, 0.0), w2, b2, act)
 
     sol = optx.root_find(fn, optx.Newton(rtol=rtol, atol=atol), start, (sw2, sb2),
                          throw=False, max_steps=200)
@@ -215,40 +191,94 @@ def _q_star(sw2, sb2, act, q0, rtol=1e-12, atol=1e-14):
     ok_root = (sol.result == optx.RESULTS.successful) & jnp.isfinite(q) & (
         residual <= 1e-8 * (1.0 + jnp.abs(q)))
     stable = (q >= 0.0) & (slope <= 1.0 + 1e-9)
+    # A marginal root (slope -> 1) that recedes to infinity as sigma_w^2 approaches the
+    # critical value, q* = sigma_b^2 / (1 - chi_q) for ReLU: a change of sigma_w^2 by its
+    # resolution moves it by CRITICAL_TOL (q* - sigma_b^2) / (1 - chi_q) (implicit function
+    # theorem). Beyond its own size the root is not a fixed point the net has: at the
+    # critical sigma_w^2 itself q^(l) grows without bound (linearly for ReLU).
+    receding = CRITICAL_TOL * jnp.abs(q - sb2) > (1.0 + jnp.abs(q)) * jnp.maximum(
+        1.0 - slope, 0.0)
+    marginal = jnp.abs(slope - 1.0) <= CRITICAL_TOL
     # the plain iteration still runs away: the map lies above the diagonal with slope >= 1
     start_slope = sw2 * jax.grad(lambda x: act.variance(x))(jnp.maximum(start, 0.0))
     diverging = ~jnp.isfinite(start) | (start > 1e12) | (
         (lmap(start) > start * (1.0 + 1e-12)) & (start_slope >= 1.0))
     status = jnp.where(
         ok_root & stable,
-        MFStatus.OK,
-        jnp.where(ok_root | diverging, MFStatus.NO_FIXED_POINT, MFStatus.SOLVER_FAILED),
+        jnp.where(receding, jnp.where(marginal, Status.CRITICAL, Status.NO_FIXED_POINT),
+                  Status.OK),
+        jnp.where(ok_root | diverging, Status.NO_FIXED_POINT, Status.SOLVER_FAILED),
     )
     # a diverging map: no stable root, whatever Newton did with the unstable one
-    status = jnp.where(ok_root & ~stable, MFStatus.NO_FIXED_POINT, status)
-    q = jnp.where(status == MFStatus.OK, q, jnp.inf)
-    return q, status.astype(jnp.int32)
+    status = jnp.where(ok_root & ~stable, Status.NO_FIXED_POINT, status)
+    found = (status == Status.OK) | ((status == Status.CRITICAL) & ~receding)
+    q_root = jnp.where(ok_root, q, jnp.inf)
+    return jnp.where(found, q, jnp.inf), q_root, status.astype(jnp.int32)
+
+
+def _q_star(sw2, sb2, act, q0, rtol=1e-12, atol=1e-14):
+    """``(q*, status)``: iterate the length map from ``q0``, then Newton (optimistix).
+
+    ``status`` is ``OK`` for a stable fixed point, ``NO_FIXED_POINT`` (``q* = inf``) where
+    ``q^(l)`` diverges, and ``CRITICAL`` (``q* = inf``) for the marginal case between them,
+    a root receding to infinity at the critical point (ReLU at ``sigma_w^2 = 2``,
+    ``sigma_b^2 > 0``).
+    """
+    q, _, status = _q_fixed(sw2, sb2, act, q0, rtol, atol)
+    return q, status
+
+
+_N_SECANT = 16  # Gauss-Legendre nodes for the mean slope of the correlation map near c = 1
+_SECANT_SWITCH = 0.1  # 1 - c below which the mean slope replaces the difference quotient
+
+
+def _secant_residual(c, q, sw2, sb2, act):
+    """``h(c) = (f(c) - c) / (1 - c) = 1 - mean of f'`` over ``[c, 1]``.
+
+    ``f(c) - c`` vanishes at ``c = 1`` and at ``c*``; dividing out the trivial root leaves
+    ``h``, which is decreasing on ``[0, 1]`` (``f`` is convex there: ``h`` is minus the slope
+    of the secant from ``c`` to 1), with ``h(0) = f(0) >= 0``, ``h(1) = 1 - chi_1``: a
+    simple root ``c*`` that bisection brackets, however close to 1 (near criticality
+    ``f(c) - c`` has a nearly double root at 1, where Newton on it stalls). Close to 1 the
+    difference quotient cancels, so there ``h`` is the Gauss--Legendre mean of the Price
+    slope ``f'(t) = sigma_w^2 E[phi'(u_1) phi'(u_2)]`` over ``[c, 1]``.
+    """
+    gap = 1.0 - c
+    far = gap > _SECANT_SWITCH
+    quotient = (_correlation(c, q, sw2, sb2, act) - c) / jnp.where(far, gap, 1.0)
+    x, w = (jnp.asarray(v, q.dtype) for v in gauss_legendre(_N_SECANT))
+    t = jnp.where(far, 1.0 - _SECANT_SWITCH, c) + 0.5 * jnp.minimum(gap, _SECANT_SWITCH) * (
+        x + 1.0)
+    slopes = jax.vmap(lambda tt: _chi_c(tt, q, sw2, act))(t)
+    return jnp.where(far, quotient, 1.0 - 0.5 * jnp.sum(w * slopes))
 
 
 def _c_star(q, sw2, sb2, act, chi1):
-    """``(c*, status)``: 1 in the ordered phase, else Newton from ``c = 0`` on ``f(c) - c``."""
+    """``(c*, status)``: 1 unless chaotic, else bisection on :func:`_secant_residual`.
+
+    Chaotic means ``chi_1 > 1 + CRITICAL_TOL``; within ``CRITICAL_TOL`` of one the
+    stable fixed point is the marginal ``c* = 1``.
+    """
     dtype = jnp.result_type(q, float)
     finite_q = jnp.isfinite(q) & (q > 0)
     qq = jnp.where(finite_q, q, 1.0)
 
-    chaotic = chi1 > 1.0
+    chaotic = chi1 > 1.0 + CRITICAL_TOL
 
     def fn(c, args):
         qa, w2, b2 = args
-        g = (w2 * act.covariance(qa, qa, c * qa) + b2) / qa - c
-        # ordered phase: c* = 1 is known; give Newton a trivial problem instead
-        return jnp.where(chaotic, g, c - 1.0)
+        # not chaotic: c* = 1 is known; give the solver a trivial problem instead
+        return jnp.where(chaotic, _secant_residual(c, qa, w2, b2, act), 0.5 - c)
 
-    sol = optx.root_find(fn, optx.Newton(rtol=1e-12, atol=1e-13), jnp.zeros((), dtype),
-                         (qq, sw2, sb2), throw=False, max_steps=256)
+    # h decreases (flip=True): h(0) = f(0) may round to -0 for an odd phi without bias
+    sol = optx.root_find(fn, optx.Bisection(rtol=0.0, atol=1e-13, flip=True),
+                         jnp.asarray(0.5, dtype),
+                         (qq, sw2, sb2), options=dict(lower=jnp.zeros((), dtype),
+                                                      upper=jnp.ones((), dtype)),
+                         throw=False, max_steps=256)
     ok = (sol.result == optx.RESULTS.successful) & jnp.isfinite(sol.value)
-    c = jnp.where(chaotic, jnp.clip(sol.value, -1.0, 1.0), jnp.ones((), dtype))
-    status = jnp.where(~chaotic | ok, MFStatus.OK, MFStatus.SOLVER_FAILED)
+    c = jnp.where(chaotic, jnp.clip(sol.value, 0.0, 1.0), jnp.ones((), dtype))
+    status = jnp.where(~chaotic | ok, Status.OK, Status.SOLVER_FAILED)
     return c, status.astype(jnp.int32)
 
 
@@ -272,7 +302,7 @@ class MeanField(eqx.Module):
     xi_q, xi_c:
         Depth scales :math:`-1/\log\chi_q`, :math:`-1/\log\chi_c` (``inf`` at criticality).
     status:
-        :class:`MFStatus` codes.
+        :class:`~fieldres.status.Status` codes.
     """
 
     sigma_w2: Array
@@ -297,25 +327,30 @@ class MeanField(eqx.Module):
 
 
 def _depth_scale(chi):
-    """``-1 / log chi`` for ``0 < chi < 1``; ``inf`` at ``chi = 1``; ``nan`` beyond."""
-    return jnp.where(chi < 1.0, -1.0 / jnp.log(jnp.where(chi < 1.0, chi, 0.5)),
-                     jnp.where(chi == 1.0, jnp.inf, jnp.nan))
+    """``-1 / log chi`` for ``0 < chi < 1``; ``inf`` within ``CRITICAL_TOL`` of 1; ``nan`` beyond."""
+    critical = jnp.abs(chi - 1.0) <= CRITICAL_TOL
+    below = (chi < 1.0) & ~critical
+    return jnp.where(below, -1.0 / jnp.log(jnp.where(below, chi, 0.5)),
+                     jnp.where(critical, jnp.inf, jnp.nan))
 
 
 def _mean_field(sw2, sb2, act, q0):
-    q, st_q = _q_star(sw2, sb2, act, q0)
-    ok = st_q == MFStatus.OK
-    qq = jnp.where(ok, q, 1.0)
+    q, q_root, st_q = _q_fixed(sw2, sb2, act, q0)
+    ok = is_success(st_q)
+    # slopes at the root, also where a marginal root recedes to infinity (q* = inf)
+    qq = jnp.where(ok, q_root, 1.0)
     dphi2 = derivative_variance(act, qq)
     chi1 = jnp.where(ok, sw2 * dphi2, jnp.nan)
     chiq = jnp.where(ok, sw2 * jax.grad(lambda x: act.variance(x))(qq), jnp.nan)
-    c, st_c = _c_star(jnp.where(ok, q, jnp.nan), sw2, sb2, act, jnp.where(ok, chi1, 0.0))
+    c, st_c = _c_star(jnp.where(ok, qq, jnp.nan), sw2, sb2, act, jnp.where(ok, chi1, 0.0))
     chic = jnp.where(c < 1.0, _chi_c(jnp.minimum(c, 1.0), qq, sw2, act), chi1)
     chic = jnp.where(ok, chic, jnp.nan)
     c = jnp.where(ok, c, jnp.nan)
-    status = jnp.where(ok, st_c, st_q)
+    critical = (st_q == Status.CRITICAL) | (jnp.abs(chi1 - 1.0) <= CRITICAL_TOL)
+    status = jnp.where(ok, jnp.where((st_c == Status.OK) & critical, Status.CRITICAL, st_c),
+                       st_q)
     return MeanField(jnp.asarray(sw2), jnp.asarray(sb2), q, c, chi1, chic, chiq,
-                     _depth_scale(chiq), _depth_scale(chic), status)
+                     _depth_scale(chiq), _depth_scale(chic), status.astype(jnp.int32))
 
 
 @eqx.filter_jit
@@ -400,9 +435,11 @@ class CriticalPoint(NamedTuple):
 def _log_chi1_or_beyond(u, sb2, act, q0):
     """``log chi_1`` at ``sigma_w^2 = e^u``; ``+1`` where the length diverges (beyond the edge)."""
     sw2 = jnp.exp(u)
-    q, st = _q_star(sw2, sb2, act, q0)
-    ok = st == MFStatus.OK
-    chi = sw2 * derivative_variance(act, jnp.where(ok, q, 1.0))
+    _, q_root, st = _q_fixed(sw2, sb2, act, q0)
+    # a marginal root receding to infinity (ReLU next to sigma_w^2 = 2) still has its slope,
+    # so that the function stays continuous up to the edge
+    ok = is_success(st)
+    chi = sw2 * derivative_variance(act, jnp.where(ok, q_root, 1.0))
     return jnp.where(ok, jnp.log(chi), 1.0)
 
 
@@ -421,10 +458,10 @@ def _critical_one(sb2, act, lo, hi, q0, atol):
     ok = crossing & (sol.result == optx.RESULTS.successful)
     sw2 = jnp.where(ok, jnp.exp(sol.value), jnp.nan)
     q, st_q = _q_star(jnp.where(ok, sw2, 1.0), sb2, act, q0)
-    status = jnp.where(~crossing, MFStatus.NO_CROSSING,
-                       jnp.where(ok, MFStatus.OK, MFStatus.SOLVER_FAILED))
+    status = jnp.where(~crossing, Status.NO_CROSSING,
+                       jnp.where(ok, Status.OK, Status.SOLVER_FAILED))
     # ReLU-like activations: the edge coincides with the divergence of q* (q* = inf there)
-    return sw2, jnp.where(ok & (st_q == MFStatus.OK), q, jnp.inf), status.astype(jnp.int32)
+    return sw2, jnp.where(ok & (st_q == Status.OK), q, jnp.inf), status.astype(jnp.int32)
 
 
 @eqx.filter_jit
@@ -512,7 +549,7 @@ def plot_phase_diagram(diagram: PhaseDiagram, *, title: str | None = None, out=N
     xi = np.asarray(diagram.grid.xi_c, float)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.clip(np.log10(xi), 0.0, 3.0)
-    z[~np.isfinite(xi) & (np.asarray(diagram.grid.status) == 0)] = 3.0  # exactly critical
+    z[~np.isfinite(xi) & np.asarray(is_success(diagram.grid.status))] = 3.0  # critical
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     mesh = ax.pcolormesh(w, b, np.ma.masked_invalid(z), shading="auto", cmap="magma",
                          vmin=0.0, vmax=3.0)

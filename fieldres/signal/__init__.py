@@ -1,10 +1,10 @@
 """Signal propagation: response functions, the optimal residual scaling rho* and its
 continuum limit."""
 
+from ..status import Status as Status
 from .optimal import Continuum as Continuum
 from .optimal import OptimalScaling as OptimalScaling
 from .optimal import ScalingFit as ScalingFit
-from .optimal import Status as Status
 from .optimal import chi_entry as chi_entry
 from .optimal import rho_star as rho_star
 from .optimal import rho_star_continuum as rho_star_continuum

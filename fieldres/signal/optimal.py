@@ -34,7 +34,6 @@ implemented in :func:`rho_star_continuum`.
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -47,10 +46,10 @@ from jaxtyping import Array, ArrayLike, Float, Int
 from .._validation import check_depth, check_kernel, check_positive
 from ..kernels.activations import Activation, get_activation
 from ..kernels.quadrature import gauss_legendre
-from ..kernels.recursion import Hyper, as_arrays, propagate
+from ..kernels.recursion import Hyper, as_arrays, gaussian_layer, output_kernel, propagate
+from ..status import Status, message
 
 __all__ = [
-    "Status",
     "OptimalScaling",
     "rho_star",
     "rho_star_entries",
@@ -62,31 +61,9 @@ __all__ = [
 ]
 
 
-class Status(enum.IntEnum):
-    """Outcome of a ``rho*`` search."""
-
-    OK = 0
-    INCREASING = 1
-    DECREASING = 2
-    SOLVER_FAILED = 3
-
-
-_MESSAGES = {
-    Status.OK: "interior maximum found",
-    Status.INCREASING: (
-        "no interior maximum: chi^out increases monotonically up to the largest rho searched "
-        "({hi:g}); for a positively homogeneous activation such as ReLU it never turns over"
-    ),
-    Status.DECREASING: (
-        "no interior maximum: chi^out decreases monotonically from the smallest rho searched "
-        "({lo:g}); the input kernel already lies beyond the optimal kernel K*, so rho* -> 0"
-    ),
-    Status.SOLVER_FAILED: "the root finder did not converge inside the bracket",
-}
-
-
 def status_message(status: int, rho_range: tuple[float, float]) -> str:
-    return _MESSAGES[Status(int(status))].format(lo=rho_range[0], hi=rho_range[1])
+    """Readable text of a ``rho*`` :class:`~fieldres.status.Status` code."""
+    return message(status, "rho_star", lo=rho_range[0], hi=rho_range[1])
 
 
 class OptimalScaling(eqx.Module):
@@ -99,7 +76,7 @@ class OptimalScaling(eqx.Module):
     chi_max:
         ``chi^out(rho*)`` (``nan`` where ``status != 0``).
     status:
-        :class:`Status` codes.
+        :class:`~fieldres.status.Status` codes.
     rho_range:
         The searched range ``(rho_min, rho_max)``.
     """
@@ -130,7 +107,7 @@ def chi_entry(rho, K0sub, hyper, act, n_steps, depth, diagonal: bool):
 
     def k_out(K0):
         K_L, _ = propagate(K0, rho, hyper, act, n_steps, depth, trajectory=False)
-        return hyper.sigma_w2_out * act.kernel(K_L) + hyper.sigma_b2_out
+        return output_kernel(K_L, hyper, act)
 
     d = jax.jvp(k_out, (K0sub,), (tangent,))[1]
     return d[0, 0] if diagonal else d[0, 1]
@@ -452,7 +429,8 @@ def _continuum_fns(act, hyper):
     C2 = jax.grad(lambda k: C1(k))
 
     def G(k, args=None):
-        return hyper.sigma_w2 * C1(k) + C2(k) / C1(k) * (hyper.sigma_w2 * C(k) + hyper.sigma_b2)
+        return hyper.sigma_w2 * C1(k) + C2(k) / C1(k) * gaussian_layer(C(k), hyper.sigma_w2,
+                                                                      hyper.sigma_b2)
 
     return C, G
 
@@ -505,6 +483,7 @@ def rho_star_continuum(
     x, w = gauss_legendre(n_quad)
     mid, half = 0.5 * (k_star + k0), 0.5 * (k_star - k0)
     kk = mid + half * jnp.asarray(x, dtype)
-    tau = half * jnp.sum(jnp.asarray(w, dtype) / (hyper.sigma_w2 * C(kk) + hyper.sigma_b2))
+    tau = half * jnp.sum(jnp.asarray(w, dtype) / gaussian_layer(C(kk), hyper.sigma_w2,
+                                                                hyper.sigma_b2))
     return Continuum(k_star, tau, jnp.sqrt(tau / depth), jnp.asarray(Status.OK))
 

@@ -27,7 +27,15 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..kernels.activations import Activation, get_activation
-from ..kernels.recursion import Hyper, _check_common, _resolve_steps, as_arrays, propagate
+from ..kernels.recursion import (
+    Hyper,
+    _check_common,
+    _resolve_steps,
+    as_arrays,
+    output_kernel,
+    prepare,
+    propagate,
+)
 
 __all__ = ["Response", "response", "response_curve", "response_jacobian", "chi_out"]
 
@@ -56,8 +64,7 @@ def _kernel_map(rho, hyper, act, n_steps, depth, residual, trajectory):
         K_L, traj = propagate(
             K0, rho, hyper, act, n_steps, depth, residual=residual, trajectory=trajectory
         )
-        K_out = hyper.sigma_w2_out * act.kernel(K_L) + hyper.sigma_b2_out
-        return traj, K_L, K_out
+        return traj, K_L, output_kernel(K_L, hyper, act)
 
     return f
 
@@ -97,11 +104,8 @@ def response(
     Arguments as in :func:`fieldres.resnet_kernels`; ``residual=False`` gives the feed-forward
     net (``rho`` is then ignored).
     """
-    K0 = jnp.asarray(K0)
-    _check_common(K0, rho)
-    n_steps, depth_mask = _resolve_steps(depth, max_depth)
-    act = get_activation(activation)
-    rho, hyper = as_arrays((rho, hyper), K0.dtype)
+    K0, rho, hyper, act, n_steps, depth_mask = prepare(K0, rho, depth, max_depth, hyper,
+                                                       activation)
     return _response(K0, rho, hyper, act, n_steps, depth_mask, residual, trajectory)
 
 
@@ -141,11 +145,7 @@ def response_jacobian(
     """
     if layer not in ("out", "L", "all"):
         raise ValueError(f"layer must be 'out', 'L' or 'all', got {layer!r}")
-    K0 = jnp.asarray(K0)
-    _check_common(K0, rho)
-    n_steps, _ = _resolve_steps(depth, None)
-    act = get_activation(activation)
-    rho, hyper = as_arrays((rho, hyper), K0.dtype)
+    K0, rho, hyper, act, n_steps, _ = prepare(K0, rho, depth, None, hyper, activation)
     return _jacobian(K0, rho, hyper, act, n_steps, residual, layer)
 
 
