@@ -5,3 +5,5 @@ from .engine import SimulationResult as SimulationResult
 from .engine import simulate_kernels as simulate_kernels
 from .engine import simulate_outputs as simulate_outputs
 from .engine import simulate_response as simulate_response
+from .nlo import SimulatedNLO as SimulatedNLO
+from .nlo import simulate_nlo as simulate_nlo
