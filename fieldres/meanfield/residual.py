@@ -94,6 +94,8 @@ from .._validation import check_depth, check_kernel, check_nonnegative
 from ..kernels.activations import Activation, Erf, GaussHermite, ReLU, get_activation
 from ..kernels.quadrature import tanh_sinh
 from ..meanfield.feedforward import derivative_variance
+from ..simulation.sampler import affine, gaussian_rows, kernel_factor, scan_layers
+from ..simulation.stats import RunningMoments, batch_ranges, masked_moments, network_keys
 
 __all__ = [
     "AlphaReLU",
@@ -699,27 +701,14 @@ def _dphi(fn):
     return jnp.vectorize(jax.grad(lambda x: fn(x) * 1.0))
 
 
-def _affine(key, X, s_w, s_b, bias_mask, method):
-    """Rows of ``W X + b mask^T`` for fresh ``W ~ N(0, s_w^2/N)``, ``b ~ N(0, s_b^2)``."""
-    N, m = X.shape
-    if method == "full":
-        kw, kb = jax.random.split(key)
-        W = jax.random.normal(kw, (N, N), X.dtype) * (s_w / math.sqrt(N))
-        b = jax.random.normal(kb, (N,), X.dtype) * s_b
-        return W @ X + b[:, None] * bias_mask[None, :]
-    # exact sampler: the rows are i.i.d. N(0, M^T M), M = [s_w X / sqrt(N); s_b mask^T]
-    M = jnp.concatenate([X * (s_w / math.sqrt(N)), (s_b * bias_mask)[None, :]], axis=0)
-    R = jnp.linalg.qr(M, mode="r")
-    return jax.random.normal(key, (N, m), X.dtype) @ R
-
-
 def _one_network(key, R0, sd, act_fn, dact_fn, depth, width, kind, method):
+    """One FRN / RRN of the engine's primitives (:mod:`fieldres.simulation.sampler`): the
+    inputs ``x, x'`` and a tangent ``t`` are the three columns of one forward pass."""
     dtype = R0.dtype
-    k0, kt, klayers = jax.random.split(key, 3)
-    x0 = jax.random.normal(k0, (width, 2), dtype) @ R0
-    t0 = jax.random.normal(kt, (width, 1), dtype)
+    x0 = gaussian_rows(jax.random.fold_in(key, 0), R0, width)
+    t0 = jax.random.normal(jax.random.fold_in(key, depth + 1), (width, 1), dtype)
     X0 = jnp.concatenate([x0, t0], axis=1)  # columns: x, x', tangent
-    mask = jnp.asarray([1.0, 1.0, 0.0], dtype)
+    mask = jnp.asarray([1.0, 1.0, 0.0], dtype)  # the biases do not move the tangent
     s_w, s_b, s_v, s_a = sd
 
     def stats(X):
@@ -729,17 +718,16 @@ def _one_network(key, R0, sd, act_fn, dact_fn, depth, width, kind, method):
     def branch_input(H):
         return jnp.stack([act_fn(H[:, 0]), act_fn(H[:, 1]), dact_fn(H[:, 0]) * H[:, 2]], axis=1)
 
-    def body(X, k):
-        if kind == "full":
-            k1, k2 = jax.random.split(k)
-            H = _affine(k1, X, s_w, s_b, mask, method)
-            X = X + _affine(k2, branch_input(H), s_v, s_a, mask, method)
-        else:
-            X = X + _affine(k, branch_input(X), s_w, s_b, mask, method)
+    def block(k, X):
+        if kind == "full":  # h = W x + b;  x <- x + V phi(h) + a
+            H = affine(jax.random.fold_in(k, 0), X, s_w, s_b, method=method, bias_mask=mask)
+            X = X + affine(jax.random.fold_in(k, 1), branch_input(H), s_v, s_a, method=method,
+                           bias_mask=mask)
+        else:  # x <- x + W phi(x) + b
+            X = X + affine(k, branch_input(X), s_w, s_b, method=method, bias_mask=mask)
         return X, stats(X)
 
-    keys = jax.random.split(klayers, depth)
-    _, rest = jax.lax.scan(body, X0, keys)
+    _, rest = scan_layers(block, key, X0, depth)
     return jnp.concatenate([stats(X0)[None], rest], axis=0)  # (L+1, 5)
 
 
@@ -781,43 +769,32 @@ def simulate_resnet(
         raise ValueError(f"simulate_resnet takes a 2 x 2 input kernel, got shape {K0.shape}")
     check_kernel(K0)
     act = activation if isinstance(activation, Activation) else resolve_activation(activation)
-    w, V = np.linalg.eigh(K0)
-    R0 = jnp.asarray(np.sqrt(np.clip(w, 0, None))[:, None] * V.T)
+    R0 = kernel_factor(jnp.asarray(K0), use_cholesky=False)
     sd = tuple(jnp.sqrt(jnp.asarray(float(getattr(hyper, n)), R0.dtype))
                for n in ("sigma_w2", "sigma_b2", "sigma_v2", "sigma_a2"))
     act_fn = act.fn
     dact_fn = _dphi(act.fn)
     n = int(n_networks)
     bs = min(int(batch_size), n)
-    tot = np.zeros((depth + 1, 5))
-    tot2 = np.zeros((depth + 1, 5))
-    for start in range(0, n, bs):
-        m = min(bs, n - start)
-        idx = jnp.arange(start, start + bs, dtype=jnp.uint32)
-        keys = jax.vmap(jax.random.fold_in, (None, 0))(key, idx)
-        # a fixed batch shape (one compilation); the padding networks are discarded
-        s1, s2 = _sim_batch_masked(keys, R0, sd, act_fn, dact_fn, int(depth), int(width), kind,
-                                   method, m)
-        tot += np.asarray(s1, np.float64)
-        tot2 += np.asarray(s2, np.float64)
-    mean = tot / n
-    var = np.maximum(tot2 / n - mean**2, 0.0) * n / (n - 1)
+    acc = RunningMoments()
+    for start, m in batch_ranges(n, bs, False, "simulate_resnet"):
+        # a fixed batch shape (one compilation); the padding networks are masked out
+        mean_b, m2_b = _sim_masked(key, jnp.uint32(start), jnp.int32(m), R0, sd, act_fn,
+                                   dact_fn, int(depth), int(width), kind, method, bs)
+        acc.add(m, mean_b, m2_b)
+    mean, var = np.asarray(acc.mean, np.float64), np.asarray(acc.m2, np.float64) / (n - 1)
     se = np.sqrt(var / n)
     return ResSimulation({k: mean[:, i] for i, k in enumerate(_SIM_NAMES)},
                          {k: se[:, i] for i, k in enumerate(_SIM_NAMES)}, n, int(width))
 
 
-def _sim_batch_masked(keys, R0, sd, act_fn, dact_fn, depth, width, kind, method, m):
-    return _sim_masked(keys, R0, sd, act_fn, dact_fn, depth, width, kind, method,
-                       jnp.arange(keys.shape[0]) < m)
-
-
-@functools.partial(jax.jit, static_argnums=(3, 4, 5, 6, 7, 8))
-def _sim_masked(keys, R0, sd, act_fn, dact_fn, depth, width, kind, method, valid):
+@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8, 9, 10, 11))
+def _sim_masked(key, start, n_valid, R0, sd, act_fn, dact_fn, depth, width, kind, method, bs):
+    keys = network_keys(key, start, bs)
     out = jax.vmap(lambda k: _one_network(k, R0, sd, act_fn, dact_fn, depth, width, kind,
                                           method))(keys)
-    w = valid.astype(out.dtype)[:, None, None]
-    return jnp.sum(w * out, axis=0), jnp.sum(w * out**2, axis=0)
+    mask = (jnp.arange(bs) < n_valid).astype(out.dtype)
+    return masked_moments(out, mask, n_valid.astype(out.dtype))
 
 
 # ----------------------------------------------------------------------------------------

@@ -78,6 +78,8 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._validation import check_depth, check_nonnegative, check_positive
 from ..kernels.quadrature import gauss_legendre
+from ..kernels.recursion import Hyper, layer_update
+from ..simulation.sampler import INITS, bias_vector, jacobian_step, scan_layers, weight_matrix
 
 __all__ = [
     "SpectralActivation",
@@ -127,6 +129,11 @@ class SpectralActivation(eqx.Module):
 
     def __call__(self, x):
         return self.fn(x)
+
+    def kernel(self, q):
+        """``E phi(h)^2`` for ``h ~ N(0, q)`` (panel quadrature): the single-input C-map that
+        :func:`fieldres.kernels.recursion.layer_update` propagates."""
+        return _layer_moments(self, q)[1]
 
 
 def _linear(x):
@@ -363,9 +370,11 @@ def _propagate(act, depth, architecture, rho, sigma_w2, sigma_b2, k0):
     s2 = rho**2 * sigma_w2
 
     if architecture == "fieldres":
-        def body(K, _):
-            _, e2, m2, m4 = _layer_moments(act, K)
-            return K + rho**2 * (sigma_w2 * e2 + sigma_b2), (K, m2, m4)
+        hyper = Hyper(sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+
+        def body(K, _):  # the NNGP recursion of fieldres.kernels, one input
+            _, _, m2, m4 = _layer_moments(act, K)
+            return layer_update(K, rho, hyper, act, True), (K, m2, m4)
 
         _, (var, mu2, mu4) = jax.lax.scan(body, k0, None, length=depth)
     else:
@@ -656,46 +665,40 @@ def universal_cdf(lam: ArrayLike, c: float) -> np.ndarray:
 # Empirical spectra of finite networks
 # ----------------------------------------------------------------------------------------
 
-_WEIGHTS = ("gaussian", "orthogonal")
-
-
-def _haar(key, n, dtype):
-    q, r = jnp.linalg.qr(jax.random.normal(key, (n, n), dtype))
-    return q * jnp.sign(jnp.diagonal(r))[None, :]
+_WEIGHTS = INITS  # the engine's weight initialisations
 
 
 @functools.partial(jax.jit, static_argnames=("act", "depth", "width", "weights", "mode",
                                              "decorrelate"))
 def _jacobian(key, act, depth, width, weights, mode, decorrelate, rho, sigma_w2, sigma_b2, k0):
+    """The input--output Jacobian of one finite network, built from the engine's primitives
+    (:mod:`fieldres.simulation.sampler`): explicit weights, one key per layer, and the
+    Jacobian of every block by forward mode."""
     dtype = rho.dtype
-    k_in, k_layers = jax.random.split(key)
-    x = jnp.sqrt(k0) * jax.random.normal(k_in, (width,), dtype)
+    x = jnp.sqrt(k0) * jax.random.normal(jax.random.fold_in(key, 0), (width,), dtype)
     J = jnp.eye(width, dtype=dtype)
 
-    def body(carry, k):
+    def block(k, carry):
         x, J = carry
-        kw, kb, kp = jax.random.split(k, 3)
-        if weights == "gaussian":
-            W = jnp.sqrt(sigma_w2 / width) * jax.random.normal(kw, (width, width), dtype)
-        else:
-            W = jnp.sqrt(sigma_w2) * _haar(kw, width, dtype)
-        b = jnp.sqrt(sigma_b2) * jax.random.normal(kb, (width,), dtype)
+        W = weight_matrix(jax.random.fold_in(k, 0), width, sigma_w2, weights, dtype)
+        b = bias_vector(jax.random.fold_in(k, 1), width, sigma_b2, dtype)
+        if mode == "fieldres" and decorrelate:
+            # h <- h + rho (W phi(h) + b), J <- (1 + rho W P[D]) J: a fresh permutation P of
+            # the neurons in D = diag phi'(h) (a diagnostic; not the network's Jacobian)
+            d = jax.random.permutation(jax.random.fold_in(k, 2), act.deriv(x))
+            return (x + rho * (W @ act.fn(x) + b), J + rho * (W @ (d[:, None] * J))), None
         if mode == "fieldres":  # h <- h + rho (W phi(h) + b);  J <- (1 + rho W D) J
-            d = act.deriv(x)
-            if decorrelate:
-                d = jax.random.permutation(kp, d)
-            J = J + rho * (W @ (d[:, None] * J))
-            x = x + rho * (W @ act.fn(x) + b)
+            def fn(x):
+                return x + rho * (W @ act.fn(x) + b)
         elif mode == "tarnowski":  # x <- x + phi(rho W x + b);  J <- (1 + D rho W) J
-            h = rho * (W @ x) + b
-            J = J + act.deriv(h)[:, None] * (rho * (W @ J))
-            x = x + act.fn(h)
+            def fn(x):
+                return x + act.fn(rho * (W @ x) + b)
         else:  # feed-forward: h <- W phi(h) + b;  J <- W D J
-            J = W @ (act.deriv(x)[:, None] * J)
-            x = W @ act.fn(x) + b
-        return (x, J), None
+            def fn(x):
+                return W @ act.fn(x) + b
+        return jacobian_step(fn, x, J), None
 
-    (x, J), _ = jax.lax.scan(body, (x, J), jax.random.split(k_layers, depth))
+    (x, J), _ = scan_layers(block, key, (x, J), depth)
     return J
 
 
@@ -816,9 +819,11 @@ class FFMoments(eqx.Module):
 
 @functools.partial(jax.jit, static_argnames=("act", "depth"))
 def _ff_moments(act, depth, sigma_w2, sigma_b2, k0):
-    def body(q, _):
-        _, e2, m2, m4 = _layer_moments(act, q)
-        return sigma_w2 * e2 + sigma_b2, (q, m2, m4)
+    hyper = Hyper(sigma_w2=sigma_w2, sigma_b2=sigma_b2)
+
+    def body(q, _):  # the feed-forward NNGP recursion of fieldres.kernels, one input
+        _, _, m2, m4 = _layer_moments(act, q)
+        return layer_update(q, 1.0, hyper, act, False), (q, m2, m4)
 
     _, (var, mu2, mu4) = jax.lax.scan(body, k0, None, length=depth)
     v_d = jnp.sum(mu4 / mu2**2 - 1.0)

@@ -13,6 +13,7 @@ from jaxtyping import Array, ArrayLike, Float
 from ..finite_width.moments import _unique_entries
 from ..kernels.activations import get_activation
 from ..kernels.recursion import Hyper
+from .stats import ncov_with_se
 
 __all__ = ["SimulatedNLO", "simulate_nlo"]
 
@@ -53,17 +54,6 @@ class SimulatedNLO(eqx.Module):
         return _unique_entries(self.C_mean.shape[-1])
 
 
-def _ncov_with_se(samples: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """``N`` x sample covariance of the columns and its standard error."""
-    x = np.asarray(samples, np.float64)
-    n = x.shape[0]
-    xc = x - x.mean(0)
-    prod = xc[:, :, None] * xc[:, None, :]
-    cov = prod.sum(0) / (n - 1)
-    se = prod.std(0, ddof=1) / np.sqrt(n)
-    return width * cov, width * se
-
-
 def simulate_nlo(
     key,
     K0: Float[ArrayLike, "P P"],
@@ -82,7 +72,7 @@ def simulate_nlo(
     """Simulate finite networks (:func:`fieldres.simulation.simulate_kernels`) and return the
     statistics that :func:`finite_width` predicts: means with standard errors and ``N`` times
     the covariances between entries at the last layer, with standard errors."""
-    from .engine import simulate_kernels
+    from .networks import simulate_kernels
 
     if hyper is None:
         hyper = Hyper()
@@ -102,7 +92,7 @@ def simulate_nlo(
     for name, last in (("C", s.C_last), ("K", s.K_last), ("out", s.out_last)):
         x = np.asarray(last, np.float64)
         flat = x[:, e[:, 0], e[:, 1]]
-        ncov, ncov_se = _ncov_with_se(flat, width)
+        ncov, ncov_se = ncov_with_se(flat, width)
         out[f"{name}_mean"] = jnp.asarray(x.mean(0))
         out[f"{name}_mean_se"] = jnp.asarray(x.std(0, ddof=1) / np.sqrt(x.shape[0]))
         out[f"{name}_ncov"] = jnp.asarray(ncov)
