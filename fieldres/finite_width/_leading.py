@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
+
+from ..kernels.recursion import propagate
 
 
 def _layer_kernels(K0, rho, hyper, act, depth, residual):
-    """Leading-order kernels ``K^(l)``, ``C(K^(l))``, ``l = 0..L`` (``(n, P, P)`` each)."""
-
-    def step(K, _):
-        branch = hyper.sigma_w2 * act.kernel(K) + hyper.sigma_b2
-        K_new = K + rho**2 * branch if residual else branch
-        return K_new, K_new
-
-    _, Ks = jax.lax.scan(step, K0, None, length=depth)
-    Ks = jnp.concatenate([K0[None], Ks])  # (n, P, P)
+    """Leading-order kernels ``K^(l)``, ``C(K^(l))``, ``l = 0..L`` (``(n, P, P)`` each): the
+    one recursion, :func:`fieldres.kernels.recursion.propagate`."""
+    _, Ks = propagate(K0, rho, hyper, act, depth, residual=residual)
     return Ks, jax.vmap(act.kernel)(Ks)
 
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..kernels.recursion import output_kernel
 from ._leading import _kernel_maps, _layer_kernels
 from .moments import _intrinsic, _isserlis
 from .result import FiniteWidth
@@ -97,7 +98,7 @@ def _general(K0, rho, hyper, act, depth, residual, cross_layer, erf_closed, degr
     return FiniteWidth(
         K=Ks,
         C=Cs,
-        out=wo * Cs[-1] + hyper.sigma_b2_out,
+        out=output_kernel(Ks[-1], hyper, act),
         C_cov=C_cov[il, il],
         K_cov=K_cov[il, il],
         CK_cov=CK_cov[il, il],

@@ -21,7 +21,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .._validation import check_depth, check_finite, check_nonnegative
 from ..kernels.activations import Activation, get_activation
 from ..kernels.quadrature import gauss_hermite
-from ..kernels.recursion import Hyper
+from ..kernels.recursion import Hyper, output_kernel, propagate
 from .moments import _elementwise_derivative
 
 __all__ = ["SingleInputNLO", "finite_width_single", "gauss_cov_pair"]
@@ -118,14 +118,9 @@ def _pair_matrix(f, g, K, degree):
 @eqx.filter_jit
 def _single(k0, rho, hyper, act: Activation, depth: int, degree: int, cross_layer: bool):
     a = rho**2 * hyper.sigma_w2
-    b = rho**2 * hyper.sigma_b2
 
-    def step(K, _):
-        K_new = K + a * act.variance(K) + b
-        return K_new, K_new
-
-    _, Ks = jax.lax.scan(step, k0, None, length=depth)
-    K = jnp.concatenate([k0[None], Ks])  # (L+1,)
+    _, Ktraj = propagate(k0.reshape(1, 1), rho, hyper, act, depth)  # the one LO recursion
+    K = Ktraj[:, 0, 0]  # (L+1,)
     n = depth + 1
 
     C0 = jax.vmap(act.variance)(K)
@@ -173,7 +168,7 @@ def _single(k0, rho, hyper, act: Activation, depth: int, degree: int, cross_laye
         K_var=K_var,
         C_shift=C_shift,
         K_shift=K_shift,
-        out=wo * C0[-1] + hyper.sigma_b2_out,
+        out=output_kernel(Ktraj[-1], hyper, act)[0, 0],
         out_var=wo**2 * C_cov[-1, -1],
         out_shift=wo * C_shift[-1],
         Xi=Xi,

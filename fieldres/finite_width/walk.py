@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels.activations import Activation
+from ..kernels.recursion import output_kernel
 from ._leading import _kernel_maps, _layer_kernels
 from .moments import _elementwise_derivative, _isserlis_same
 from .result import FiniteWidth
@@ -224,7 +225,7 @@ def _walk(K0, rho, hyper, act, depth, residual, cross_layer, erf_closed, degree,
     return FiniteWidth(
         K=Ks,
         C=Cs,
-        out=wo * Cs[-1] + hyper.sigma_b2_out,
+        out=output_kernel(Ks[-1], hyper, act),
         C_cov=C_cov,
         K_cov=K_cov,
         CK_cov=CK_cov,
