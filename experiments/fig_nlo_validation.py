@@ -115,8 +115,8 @@ def resnet_width_scaling(key, p) -> dict:
 
 def compute(preset: str, seed: int) -> dict:
     import fieldres
-    from fieldres.finite_width import finite_width, finite_width_single, simulate_nlo
-    from fieldres.simulation import simulate_kernels
+    from fieldres.finite_width import finite_width, finite_width_single
+    from fieldres.simulation import simulate_kernels, simulate_nlo
 
     p = PRESETS[preset]
     key = jax.random.PRNGKey(seed)

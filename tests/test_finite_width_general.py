@@ -17,14 +17,10 @@ import scipy.integrate
 import scipy.special
 import scipy.stats
 
-from fieldres.finite_width.core import (
-    _erf_inner,
-    bvn_excess,
-    finite_width,
-    finite_width_single,
-    simulate_nlo,
-)
+from fieldres.finite_width import bvn_excess, finite_width, finite_width_single
+from fieldres.finite_width.moments import _erf_inner
 from fieldres.kernels.recursion import Hyper
+from fieldres.simulation import simulate_nlo
 
 HYPER = Hyper(sigma_w2=1.25, sigma_b2=0.05, sigma_w2_out=1.25, sigma_b2_out=0.05)
 K2 = np.array([[0.5, 0.3], [0.3, 0.8]])  # the P = 2 erf validation case (rho = 0.5, L = 8)

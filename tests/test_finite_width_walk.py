@@ -7,13 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fieldres.finite_width.core import (
-    _kernel_maps,
-    _layer_kernels_jit,
-    _walk_grid_size,
-    _walk_moments,
-    finite_width,
-)
+from fieldres.finite_width import finite_width
+from fieldres.finite_width._leading import _kernel_maps, _layer_kernels_jit
+from fieldres.finite_width.walk import _walk_grid_size, _walk_moments
 from fieldres.kernels.activations import get_activation
 from fieldres.kernels.recursion import Hyper
 

@@ -14,13 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fieldres.simulation.engine import (
+from fieldres.simulation import (
     SimulationResult,
-    _kernel_batch,
     simulate_kernels,
     simulate_outputs,
     simulate_response,
 )
+from fieldres.simulation.networks import _kernel_batch
 
 jax.config.update("jax_enable_x64", True)
 

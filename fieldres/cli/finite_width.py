@@ -68,7 +68,7 @@ def _rho_star_width(args, hyper, K0) -> dict:
         raise CLIError(f"--width must be an integer >= 1, got {args.width}")
     if args.activation == "relu":
         raise CLIError("--width needs a smooth activation (the 1/N theory); ReLU is not")
-    from fieldres.finite_width.core import rho_star_width
+    from fieldres.finite_width import rho_star_width
 
     out = {"width": args.width}
     entries = [("diagonal", (0, 0))] + ([("offdiagonal", (0, 1))] if K0.shape[0] > 1 else [])
@@ -104,7 +104,7 @@ def _print_rho_star_width(result) -> None:
 
 def cmd_nlo(args) -> int:
     fr, hyper, K0 = _nlo_common(args)
-    from fieldres.finite_width.core import finite_width
+    from fieldres.finite_width import finite_width
 
     res = finite_width(K0, args.rho, args.depth, hyper, args.activation,
                        residual=not args.feedforward)
@@ -133,7 +133,7 @@ def cmd_simulate(args) -> int:
         raise CLIError(f"--n-networks must be >= 2, got {args.n_networks}")
     import jax
 
-    from fieldres.finite_width.core import simulate_nlo
+    from fieldres.simulation import simulate_nlo
 
     residual = not args.feedforward
     s = simulate_nlo(jax.random.PRNGKey(args.seed), K0, rho=args.rho, depth=args.depth,
