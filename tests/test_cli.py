@@ -36,7 +36,7 @@ def test_rho_star_relu_reports_no_maximum(capsys):
     d = json.loads(out)
     assert code == 1
     assert d["rho_star_diagonal"] is None and "increases monotonically" in d[
-        "rho_star_diagonal_status"]
+        "status_diagonal"]
 
 
 @pytest.mark.parametrize(
