@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -151,8 +152,12 @@ def check_out(path: str | None, suffixes: tuple[str, ...] = FIGURE_SUFFIXES,
         anc = anc.parent
     if not anc.is_dir():
         raise CLIError(f"{name} {path!r}: {str(anc)!r} is not a directory")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise CLIError(f"{name} {path!r}: cannot write into {str(anc)!r} (permission denied)")
+    try:  # a real test (access() says yes to root even where writing fails, e.g. /proc)
+        with tempfile.TemporaryFile(dir=anc):
+            pass
+    except OSError as e:
+        raise CLIError(f"{name} {path!r}: cannot write into {str(anc)!r} "
+                       f"({e.strerror or e})") from None
 
 
 def parse_matrix(text: str, name: str = "--k0") -> np.ndarray:
