@@ -244,7 +244,7 @@ def _setup(args):
 # JSON: strict, with the full record of what produced it
 # --------------------------------------------------------------------------------------
 
-_NOT_PARAMETERS = {"func", "check", "json", "command"}
+_NOT_PARAMETERS = {"func", "check", "json", "command", "debug"}
 
 
 def record(args, **overrides) -> dict:
