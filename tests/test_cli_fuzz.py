@@ -145,6 +145,8 @@ BAD = [
     (["simulate", "--activation", "relu"], "smooth activation"),
     (["simulate", "--depth", "0"], "--depth must be >= 1"),
     (["simulate", "--feedforward", "--rho", "1"], "not used with --feedforward"),
+    (["simulate", "--preset", "quick"], "renamed: use --preset smoke"),
+    (["simulate", "--preset", "huge"], "unknown preset"),
     # --- train (its checks live in fieldres.cli.train; all before any data is loaded)
     (["train", "--n-train", "0"], "--n-train"),
     (["train", "--width", "0"], "--width"),
@@ -201,6 +203,7 @@ BAD = [
     (["jacobian-spectrum", "--weights", "uniform"], "invalid choice"),
     (["jacobian-spectrum", "--seed", "-2"], "--seed must be >= 0"),
     (["jacobian-spectrum", "--out", "x.txt"], "must end in"),
+    (["jacobian-spectrum", "--preset", "small"], "renamed: use --preset default"),
     # --- the top level
     ([], "required"),
     (["nonsense"], "invalid choice"),

@@ -160,6 +160,32 @@ def check_out(path: str | None, suffixes: tuple[str, ...] = FIGURE_SUFFIXES,
                        f"({e.strerror or e})") from None
 
 
+def preset_arg(name: str) -> str:
+    """argparse ``type`` of ``--preset`` (old names are refused naming the new ones)."""
+    from ..defaults import check_preset
+
+    try:
+        return check_preset(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_preset(p: argparse.ArgumentParser, sizes: dict[str, dict]) -> None:
+    """``--preset smoke|default|paper``: the run sizes ``sizes[preset]``; flags given win."""
+    desc = "; ".join(f"{k}: " + ", ".join(f"{flag(n)[2:]} {v:,}" for n, v in d.items())
+                     for k, d in sizes.items())
+    p.add_argument("--preset", type=preset_arg, default="default",
+                   help=f"run sizes ({desc}); a size flag given explicitly wins")
+    p.set_defaults(_preset_sizes=sizes)
+
+
+def apply_preset(args) -> None:
+    """Fill the size flags not given on the command line from the chosen preset."""
+    for name, v in args._preset_sizes[args.preset].items():
+        if getattr(args, name) is None:
+            setattr(args, name, v)
+
+
 def parse_matrix(text: str, name: str = "--k0") -> np.ndarray:
     """``"a,b;b,c"`` -> 2-D array (rows separated by ``;``, entries by ``,``)."""
     try:
@@ -244,7 +270,7 @@ def _setup(args):
 # JSON: strict, with the full record of what produced it
 # --------------------------------------------------------------------------------------
 
-_NOT_PARAMETERS = {"func", "check", "json", "command", "debug"}
+_NOT_PARAMETERS = {"func", "check", "json", "command", "debug", "_preset_sizes"}
 
 
 def record(args, **overrides) -> dict:

@@ -13,11 +13,17 @@ from ._common import (
     _fmt_matrix,
     _params,
     _setup,
+    add_preset,
+    apply_preset,
     check_float,
     check_int,
     check_network,
     emit_json,
 )
+
+#: ``simulate --preset``: how many networks are simulated.
+SIMULATE_SIZES = {"smoke": dict(n_networks=2000), "default": dict(n_networks=20_000),
+                  "paper": dict(n_networks=1_000_000)}
 
 #: Most simulated networks of one ``simulate`` run, and the largest width of ``--method full``
 #: (explicit N x N weight matrices).
@@ -51,6 +57,7 @@ def check_nlo(args) -> None:
     if args.command == "nlo":
         _check_width_nlo(args)
         return
+    apply_preset(args)
     if args.activation == "relu":
         raise CLIError("simulate compares with the 1/N theory, which needs a smooth activation "
                        "(erf, tanh, linear)")
@@ -225,8 +232,9 @@ def register(sub) -> None:
         s.add_argument("--width", "-N", type=int, default=100, help="network width N")
         s.add_argument("--feedforward", action="store_true", help="feed-forward net (no skips)")
         if name == "simulate":
-            s.add_argument("--n-networks", type=int, default=20000,
-                           help="number of simulated networks")
+            s.add_argument("--n-networks", type=int, default=None,
+                           help="number of simulated networks (default: the preset's)")
+            add_preset(s, SIMULATE_SIZES)
             s.add_argument("--seed", type=int, default=0, help="random seed")
             s.add_argument("--method", choices=["sampler", "full"], default="sampler",
                            help="O(N P^2) kernel sampler or explicit N x N weights")

@@ -10,6 +10,8 @@ from ._common import (
     MAX_DEPTH_MEANFIELD,
     CLIError,
     _check_variances,
+    add_preset,
+    apply_preset,
     check_activation,
     check_float,
     check_int,
@@ -25,6 +27,10 @@ from ._common import (
 MAX_WIDTH_SPECTRUM = 4096
 MAX_DEPTH_SPECTRUM = 10_000
 MAX_NETWORKS_SPECTRUM = 1000
+#: ``jacobian-spectrum --preset``: the simulated network sizes.
+SPECTRUM_SIZES = {"smoke": dict(depth=10, width=100, n_networks=1),
+                  "default": dict(depth=50, width=1000, n_networks=1),
+                  "paper": dict(depth=50, width=1000, n_networks=4)}
 
 
 def check_edge_of_chaos(args) -> None:
@@ -84,6 +90,7 @@ def check_jacobian_spectrum(args) -> None:
         spectra.spectral_activation(args.activation)
     except (ValueError, KeyError, TypeError) as e:
         raise CLIError(" ".join(str(e).split())) from e
+    apply_preset(args)
     check_int(args, "depth", 1, MAX_DEPTH_SPECTRUM)
     check_int(args, "width", 1, MAX_WIDTH_SPECTRUM, why="one N x N SVD per network")
     check_int(args, "n_networks", 1, MAX_NETWORKS_SPECTRUM)
@@ -372,8 +379,10 @@ def register(sub) -> None:
     s.add_argument("--activation", default="tanh",
                    help="linear | relu | leaky_relu[:SLOPE] | hard_tanh | tanh | erf | sigmoid "
                         "| selu (default tanh)")
-    s.add_argument("--depth", "-L", type=int, default=50, help="number of residual blocks")
-    s.add_argument("--width", "-N", type=int, default=1000, help="width N of the simulated net")
+    s.add_argument("--depth", "-L", type=int, default=None,
+                   help="number of residual blocks (default: the preset's)")
+    s.add_argument("--width", "-N", type=int, default=None,
+                   help="width N of the simulated net (default: the preset's)")
     s.add_argument("--rho", type=float, help="residual scaling (default 1/sqrt(depth))")
     s.add_argument("--c-target", type=float,
                    help="choose rho so that the effective cumulant is this value "
@@ -385,7 +394,9 @@ def register(sub) -> None:
     s.add_argument("--architecture", choices=["fieldres", "tarnowski"], default="fieldres",
                    help="fieldres: h <- h + rho (W phi(h) + b); tarnowski: "
                         "x <- x + phi(rho W x + b)")
-    s.add_argument("--n-networks", type=int, default=1, help="networks pooled (default 1)")
+    s.add_argument("--n-networks", type=int, default=None,
+                   help="networks pooled (default: the preset's)")
+    add_preset(s, SPECTRUM_SIZES)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="write the histogram figure (PNG/PDF)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
