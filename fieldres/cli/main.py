@@ -44,7 +44,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises :class:`CLIError` (one line, JSON-able) instead of exiting."""
 
     def error(self, message):  # noqa: D102 (argparse API)
-        raise CLIError(f"{self.prog}: {message}")
+        where = self.prog.removeprefix("fieldres").strip()  # "rho-star", or "" at the top
+        raise CLIError(f"{where}: {message}" if where else message)
 
 
 def build_parser() -> argparse.ArgumentParser:
