@@ -1,7 +1,7 @@
 """Shared helpers of the figure scripts: argument parsing, output files, simulation summaries.
 
 Every script ``experiments/figN_*.py`` has a ``main(argv=None)`` that parses
-``--preset quick|paper`` and ``--out DIR``, computes theory (and, where asked, Monte-Carlo)
+``--preset smoke|default|paper`` and ``--out DIR``, computes theory (and, where asked, Monte-Carlo)
 numbers with the public :mod:`fieldres` API and writes ``figN_*.png`` and ``figN_*.json``
 into ``DIR``. The JSON holds the parameters and every number that is plotted.
 """
@@ -19,7 +19,16 @@ from typing import Any
 import jax
 import numpy as np
 
-PRESETS = ("quick", "paper")
+from fieldres.defaults import check_preset
+
+
+def preset_arg(name: str) -> str:
+    """argparse ``type`` of ``--preset``: one of :data:`fieldres.defaults.PRESETS`; an old name
+    (``quick``, ``small``) is refused with a message naming its new one."""
+    try:
+        return check_preset(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def enable_x64() -> None:
@@ -32,13 +41,14 @@ def parse_args(
     argv: Sequence[str] | None = None,
     extra: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
-    """``--preset quick|paper``, ``--out DIR`` (default ``results/``), ``--seed`` and extras."""
+    """``--preset smoke|default|paper``, ``--out DIR`` (default ``results/``), ``--seed``, extra."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--preset",
-        choices=PRESETS,
-        default="quick",
-        help="quick: smoke-test sizes (seconds); paper: the paper's sizes",
+        type=preset_arg,
+        default="smoke",
+        help="smoke: smoke-test sizes (seconds, used by the tests); default: a few minutes; "
+             "paper: the paper's sizes",
     )
     parser.add_argument("--out", default="results", help="output folder (default: results/)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")

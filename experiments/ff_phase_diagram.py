@@ -7,7 +7,7 @@ erf and ReLU; (c) validation: the correlation of two inputs over the layers of f
 feed-forward nets (points: mean over networks, N neurons) against the mean-field correlation
 map (lines) in the ordered and the chaotic phase, with the predicted decay exp(-l/xi_c).
 
-Usage: ``python experiments/ff_phase_diagram.py --preset quick|paper --out results/``
+Usage: ``python experiments/ff_phase_diagram.py --preset smoke|default|paper --out results/``
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import jax
 import numpy as np
 
 PRESETS = {
-    "quick": dict(n_w=10, n_b=6, n_critical=8, width=100, n_networks=60, depth=8,
+    "smoke": dict(n_w=10, n_b=6, n_critical=8, width=100, n_networks=60, depth=8,
                   activations=("tanh",)),
+    "default": dict(n_w=30, n_b=20, n_critical=20, width=300, n_networks=150, depth=16,
+                    activations=("tanh", "erf", "relu")),
     "paper": dict(n_w=60, n_b=40, n_critical=40, width=1000, n_networks=300, depth=30,
                   activations=("tanh", "erf", "relu")),
 }

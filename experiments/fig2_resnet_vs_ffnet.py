@@ -9,7 +9,7 @@ leading-order theory vs the mean +- standard error over finite networks
 Monte-Carlo estimate (forward-mode derivative at fixed random numbers); the output response
 ``chi^out`` is also checked with :func:`fieldres.simulation.simulate_response`.
 
-Usage: ``python experiments/fig2_resnet_vs_ffnet.py --preset quick|paper --out results/``
+Usage: ``python experiments/fig2_resnet_vs_ffnet.py --preset smoke|default|paper --out results/``
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 PRESETS = {
-    "quick": dict(depth=8, width=64, n_networks=200, n_groups=10),
+    "smoke": dict(depth=8, width=64, n_networks=200, n_groups=10),
+    "default": dict(depth=20, width=200, n_networks=500, n_groups=10),
     "paper": dict(depth=30, width=500, n_networks=1000, n_groups=20),
 }
 SIGMA_W2, SIGMA_B2, D_IN, RHO, CORR = 1.2, 0.2, 100, 1.0, 0.5

@@ -8,7 +8,7 @@ response ``chi^(l)_11``. Curves: leading-order theory (:func:`fieldres.resnet_ke
 (:func:`fieldres.simulation.simulate_kernels`; responses by the pathwise derivative at fixed
 random numbers). ``rho`` sets the rate at which both grow.
 
-Usage: ``python experiments/fig3_rho_dependence.py --preset quick|paper --out results/``
+Usage: ``python experiments/fig3_rho_dependence.py --preset smoke|default|paper --out results/``
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import jax
 import numpy as np
 
 PRESETS = {
-    "quick": dict(depth=10, width=64, n_networks=200, n_groups=10),
+    "smoke": dict(depth=10, width=64, n_networks=200, n_groups=10),
+    "default": dict(depth=30, width=200, n_networks=500, n_groups=10),
     "paper": dict(depth=50, width=500, n_networks=1000, n_groups=20),
 }
 RHOS = (1.0, 0.3, 0.1)

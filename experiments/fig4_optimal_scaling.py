@@ -8,7 +8,7 @@ marked; (c) ``rho*(L)`` for both summaries (:func:`fieldres.rho_star_scaling`) w
 fitted power-law exponents, a ``1/sqrt(L)`` guide and the continuum (large-depth)
 prediction ``sqrt(tau*/L)`` (:func:`fieldres.rho_star_continuum`).
 
-Usage: ``python experiments/fig4_optimal_scaling.py --preset quick|paper --out results/``
+Usage: ``python experiments/fig4_optimal_scaling.py --preset smoke|default|paper --out results/``
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ import numpy as np
 K0 = ((0.05, 0.03), (0.03, 0.05))
 SIGMA_W2, SIGMA_B2 = 1.25, 0.05
 PRESETS = {
-    "quick": dict(
+    "smoke": dict(
         curve_depths=(10, 50, 100, 200), scaling_depths=(10, 20, 50, 100, 200, 500, 1000), n_rho=121
+    ),
+    "default": dict(
+        curve_depths=(10, 50, 100, 200), scaling_depths=(10, 20, 50, 100, 200, 500, 1000), n_rho=201
     ),
     "paper": dict(
         curve_depths=(10, 50, 100, 200), scaling_depths=(10, 20, 50, 100, 200, 500, 1000), n_rho=401

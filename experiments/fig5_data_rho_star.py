@@ -10,7 +10,7 @@ depths ``L`` and a grid of ``(sigma^2_w, sigma^2_b)`` (``sigma^2_{w,out} = sigma
 ``rhobar*_ab`` (b) vs ``L``. Entries without an interior maximum (status != OK) are not
 averaged; their number is stored per point.
 
-Usage: ``python experiments/fig5_data_rho_star.py --preset quick|paper --out results/
+Usage: ``python experiments/fig5_data_rho_star.py --preset smoke|default|paper --out results/
 [--data-dir DIR]`` (default data location: ``FIELDRES_DATA_DIR`` or ``../shared/data``).
 """
 
@@ -20,7 +20,8 @@ import _common as common
 import numpy as np
 
 PRESETS = {
-    "quick": dict(n_train=6, depths=(10, 50, 200)),
+    "smoke": dict(n_train=6, depths=(10, 50, 200)),
+    "default": dict(n_train=12, depths=(10, 20, 50, 100, 200)),
     "paper": dict(n_train=20, depths=(10, 20, 50, 100, 200, 500, 1000)),
 }
 SIGMA_W2S = (0.5, 1.25, 2.0)

@@ -12,7 +12,7 @@ Fischer, Dahmen, Helias, arXiv:2305.07715 (field theory of finite-width ResNets)
 (d) every entry of :math:`N\\,\\mathrm{Cov}` of the two-input ResNet at the largest width,
     theory vs MC.
 
-Usage: ``python experiments/fig_nlo_validation.py --preset quick|paper --out results/``
+Usage: ``python experiments/fig_nlo_validation.py --preset smoke|default|paper --out results/``
 """
 
 from __future__ import annotations
@@ -24,11 +24,16 @@ import jax
 import numpy as np
 
 PRESETS = {
-    "quick": dict(layer_width=50, layer_networks=3000, depth2=3,
+    "smoke": dict(layer_width=50, layer_networks=3000, depth2=3,
                   fit_lo_widths=[25, 100], fit_nlo_widths=[8],
                   fit_networks=30_000, cov_width=100, cov_networks=6000,
                   ff_nlo_widths=[16], ff_networks=20_000,
                   rn_nlo_widths=[8, 16], rn_networks=[20_000, 20_000]),
+    "default": dict(layer_width=50, layer_networks=30_000, depth2=5,
+                    fit_lo_widths=[25, 50, 100], fit_nlo_widths=[8, 16, 32],
+                    fit_networks=200_000, cov_width=100, cov_networks=20_000,
+                    ff_nlo_widths=[16, 32], ff_networks=200_000,
+                    rn_nlo_widths=[8, 16, 32], rn_networks=[200_000, 200_000, 200_000]),
     "paper": dict(layer_width=50, layer_networks=200_000, depth2=8,
                   fit_lo_widths=[50, 100, 200, 400],
                   fit_nlo_widths=[8, 12, 16, 24, 32, 48, 64],

@@ -14,7 +14,7 @@ feed-forward contrast of Pennington, Schoenholz, Ganguli, arXiv:1711.04735.
 (d) Feed-forward contrast at criticality: relative variance of the spectrum, theory vs
     simulation, Gaussian vs orthogonal, tanh vs ReLU, next to the ResNet's ``2c``.
 
-Usage: ``python experiments/jacobian_spectra.py --preset quick|paper --out results/``
+Usage: ``python experiments/jacobian_spectra.py --preset smoke|default|paper --out results/``
 """
 
 from __future__ import annotations
@@ -28,9 +28,12 @@ import numpy as np
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu:0.3", "hard_tanh", "tanh", "sigmoid", "selu")
 PRESETS = {
-    "quick": dict(depth=10, width=100, acts=("linear", "relu", "tanh", "sigmoid"),
+    "smoke": dict(depth=10, width=100, acts=("linear", "relu", "tanh", "sigmoid"),
                   ks_acts=("relu",), weights=("gaussian",), ks_widths=(50, 100),
                   ks_width_acts=("linear",), ff_depth=6, ff_width=80),
+    "default": dict(depth=20, width=300, acts=ACTIVATIONS, ks_acts=("relu", "tanh"),
+                    weights=("gaussian", "orthogonal"), ks_widths=(50, 100, 200),
+                    ks_width_acts=("linear",), ff_depth=16, ff_width=200),
     "paper": dict(depth=50, width=1000, acts=ACTIVATIONS, ks_acts=ACTIVATIONS,
                   weights=("gaussian", "orthogonal"), ks_widths=(125, 250, 500, 1000),
                   ks_width_acts=("linear", "tanh"), ff_depth=32, ff_width=500),

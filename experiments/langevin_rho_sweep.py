@@ -51,7 +51,8 @@ P_RHO_STAR = 20
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", choices=tuple(PRESETS), default="smoke")
+    p.add_argument("--preset", type=common.preset_arg, default="smoke",
+                   help="smoke (seconds, the tests) | default | paper")
     p.add_argument("--out", default="results", help="output folder (default: results/)")
     p.add_argument("--seed", type=int, default=0, help="seed of data selection and chains")
     p.add_argument("--data-dir", default=None,

@@ -14,10 +14,10 @@ Network: x^(0) = W_in x / sqrt(d_in) (sigma_in^2 = 1), L FRN blocks
 h = W x + b, x <- x + V tanh(h) + a, read-out softmax(W_out x^(L) / sqrt(N)). All grid cells
 of one depth are trained together (vmap over the initial parameters).
 
-The quick preset trains tiny nets on a tiny subset; pass ``--data-dir`` to use another MNIST
+The smoke preset trains tiny nets on a tiny subset; pass ``--data-dir`` to use another MNIST
 folder (the tests use a generated fixture). Without MNIST the script says so and exits cleanly.
 
-Usage: ``python experiments/mnist_sgd_grid.py --preset quick|paper --out results/``
+Usage: ``python experiments/mnist_sgd_grid.py --preset smoke|default|paper --out results/``
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 
 PRESETS = {
-    "quick": dict(width=16, depths=(2, 4), sigma_v2=(0.1, 1.0, 3.0), alphas=(0.6, 0.8),
+    "smoke": dict(width=16, depths=(2, 4), sigma_v2=(0.1, 1.0, 3.0), alphas=(0.6, 0.8),
                   n_train=100, n_test=50, epochs=2, batch=20, lr=0.05),
+    "default": dict(width=64, depths=(5, 10, 20), sigma_v2=(0.05, 0.2, 1.0, 2.0),
+                    alphas=(0.6, 0.7, 0.8, 0.9), n_train=2000, n_test=500, epochs=2, batch=64,
+                    lr=0.01),
     "paper": dict(width=128, depths=(5, 10, 20, 40, 80),
                   sigma_v2=(0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0),
                   alphas=(0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95),

@@ -8,7 +8,7 @@ layers. Plus the depth-dependent initialisation: the sigma_v^2(L) that keeps the
 explosion log chi^(0)/chi^(L) of a tanh FRN on one contour, against Xavier (sigma^2 = 1) and
 He (sigma^2 = 2), which keep it fixed. One PNG per activation and a summary PNG.
 
-Usage: ``python experiments/resnet_meanfield_laws.py --preset quick|paper --out results/``
+Usage: ``python experiments/resnet_meanfield_laws.py --preset smoke|default|paper --out results/``
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import jax
 import numpy as np
 
 PRESETS = {
-    "quick": dict(depth={"tanh": 1000, "relu": 300, "alpha-relu": 1000}, sim_depth=10,
+    "smoke": dict(depth={"tanh": 1000, "relu": 300, "alpha-relu": 1000}, sim_depth=10,
                   width=64, n_networks=40, init_depths=(10, 40, 160)),
+    "default": dict(depth={"tanh": 5000, "relu": 450, "alpha-relu": 5000}, sim_depth=30,
+                    width=256, n_networks=100, init_depths=(10, 30, 100, 300)),
     "paper": dict(depth={"tanh": 20000, "relu": 600, "alpha-relu": 20000}, sim_depth=100,
                   width=512, n_networks=300, init_depths=(10, 30, 100, 300, 1000)),
 }

@@ -8,6 +8,7 @@ of finite networks, and Bayesian (Langevin) training. Based on Fischer, Dahmen, 
 
 import importlib.metadata
 
+from ._validation import FieldresInputError as FieldresInputError
 from .data.datasets import DataFormatError as DataFormatError
 from .data.datasets import DataNotFoundError as DataNotFoundError
 from .data.datasets import Dataset as Dataset

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fieldres.cli import main
@@ -36,7 +37,7 @@ def test_rho_star_relu_reports_no_maximum(capsys):
     d = json.loads(out)
     assert code == 1
     assert d["rho_star_diagonal"] is None and "increases monotonically" in d[
-        "rho_star_diagonal_status"]
+        "status_diagonal"]
 
 
 @pytest.mark.parametrize(
@@ -124,3 +125,54 @@ def test_scaling_text_with_two_depths(capsys):
     # two depths: an exponent but no standard error of the fit
     code, out, _ = run(capsys, "scaling", "--depths", "10", "20")
     assert code == 0 and "fitted exponent: diagonal -0." in out
+
+
+def test_simulate_json_reproducible_bit_for_bit(capsys):
+    """Seeded Monte Carlo: the same command twice gives the same JSON, byte for byte."""
+    argv = ["simulate", "--depth", "2", "--width", "4", "--n-networks", "16",
+            "--batch-size", "8", "--seed", "3", "--json"]
+    outs = []
+    for _ in range(2):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0
+        outs.append(out)
+    assert outs[0] == outs[1]
+    d = json.loads(outs[0])
+    assert d["parameters"]["seed"] == 3 and d["parameters"]["fieldres_version"]
+    assert d["parameters"]["width"] == 4 and d["parameters"]["n_networks"] == 16
+    code, out, _ = run(capsys, *argv[:-2], "4", "--json")  # another seed, other numbers
+    assert out != outs[0]
+
+
+def test_json_records_every_hyperparameter(capsys):
+    code, out, _ = run(capsys, "kernel", "--depth", "2", "--sigma-b2-out", "0.07", "--json")
+    p = json.loads(out)["parameters"]
+    for key in ("activation", "sigma_w2", "sigma_b2", "sigma_w2_out", "sigma_b2_out", "k0",
+                "depth", "rho", "fieldres_version"):
+        assert key in p
+    assert p["sigma_b2_out"] == 0.07 and p["rho"] == 0.3
+
+
+def test_wide_rho_range_finds_the_same_optimum(capsys):
+    """Solver edit (issue 15): a huge --rho-max keeps the grid dense enough to bracket rho*."""
+    code, out, _ = run(capsys, "rho-star", "--depth", "10", "--rho-max", "1e300", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["status"] == "ok"
+    assert d["rho_star_diagonal"] == pytest.approx(0.326509, abs=5e-7)
+    assert d["rho_star_offdiagonal"] == pytest.approx(1.089168, abs=5e-7)
+
+
+def test_continuum_overflow_is_a_status():
+    """Solver edit (issue 15): sigma_w^2 = 1e300 gives SOLVER_FAILED, not an exception."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import fieldres as fr
+
+    c = fr.rho_star_continuum(0.05, 100, fr.Hyper(1e300, 0.05))
+    assert int(c.status) == fr.Status.SOLVER_FAILED and np.isnan(float(c.rho_star))
+
+
+def test_deep_rho_star_routes_to_continuum(capsys):
+    code, out, _ = run(capsys, "rho-star", "--depth", "1000000")
+    assert code == 0 and "continuum limit" in out and "rho* = 0.000965944" in out

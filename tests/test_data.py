@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fieldres.data import datasets as fd
 from fieldres.data import (
     DATA_DIR_ENV,
     DataFormatError,
@@ -25,6 +24,7 @@ from fieldres.data import (
     write_fake_cifar10,
     write_fake_mnist,
 )
+from fieldres.data import datasets as fd
 
 REAL_DATA = Path(__file__).parents[2] / "shared" / "data"
 HAVE_REAL_DATA = (REAL_DATA / "cifar-10-batches-py" / "test_batch").is_file() and (

@@ -1,4 +1,4 @@
-"""Smoke test of ``experiments/jacobian_spectra.py`` (quick preset) and its key numbers."""
+"""Smoke test of ``experiments/jacobian_spectra.py`` (smoke preset) and its key numbers."""
 
 import importlib
 import json
@@ -8,15 +8,15 @@ import pytest
 
 
 @pytest.mark.usefixtures("experiments_path")
-def test_jacobian_spectra_quick(tmp_path):
+def test_jacobian_spectra_smoke(tmp_path):
     mod = importlib.import_module("jacobian_spectra")
-    mod.main(["--preset", "quick", "--out", str(tmp_path)])
+    mod.main(["--preset", "smoke", "--out", str(tmp_path)])
     png, js = tmp_path / "jacobian_spectra.png", tmp_path / "jacobian_spectra.json"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
     d = json.loads(js.read_text())
     p = d["parameters"]
-    assert p["preset"] == "quick" and d["runtime_s"] > 0
+    assert p["preset"] == "smoke" and d["runtime_s"] > 0
     L = p["depth"]
     cum = d["cumulants"]
     # closed forms: linear c = L rho^2 sigma_w^2 = 1 at rho = 1/sqrt(L), ReLU half of it

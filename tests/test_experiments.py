@@ -1,4 +1,4 @@
-"""Smoke tests of the figure scripts in ``experiments/`` (their ``quick`` presets).
+"""Smoke tests of the figure scripts in ``experiments/`` (their ``smoke`` presets).
 
 Each script's ``main`` is run into a temporary folder; the PNG and JSON must exist and the
 key numbers must be right: Fig. 4 against THEORY's reference table, Fig. 2/3 theory against
@@ -18,12 +18,12 @@ import fieldres
 
 def _run(module: str, tmp_path: Path, *extra: str) -> tuple[dict, dict]:
     mod = importlib.import_module(module)
-    res = mod.main(["--preset", "quick", "--out", str(tmp_path), *extra])
+    res = mod.main(["--preset", "smoke", "--out", str(tmp_path), *extra])
     png, js = tmp_path / f"{module}.png", tmp_path / f"{module}.json"
     assert png.is_file() and png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(js.read_text())
-    assert data["parameters"]["preset"] == "quick"
+    assert data["parameters"]["preset"] == "smoke"
     assert data["runtime_s"] > 0
     return res, data
 
@@ -116,14 +116,20 @@ def test_fig5_fake_cifar(tmp_path):
 
 
 @pytest.mark.usefixtures("experiments_path")
-def test_cli_defaults(tmp_path, monkeypatch):
+def test_cli_defaults(tmp_path, monkeypatch, capsys):
     """``--out`` defaults to ``results/`` and the presets are validated by argparse."""
     import _common
 
     args = _common.parse_args("x", [])
-    assert args.preset == "quick" and args.out == "results"
+    assert args.preset == "smoke" and args.out == "results"
     with pytest.raises(SystemExit):
         _common.parse_args("x", ["--preset", "huge"])
+    for old, new in (("quick", "smoke"), ("small", "default")):
+        with pytest.raises(SystemExit):
+            _common.parse_args("x", ["--preset", old])
+        err = capsys.readouterr().err
+        assert f"renamed: use --preset {new}" in err
+    assert _common.parse_args("x", ["--preset", "default"]).preset == "default"
     assert _common.to_jsonable({"a": np.array([1.0, np.nan]), "b": np.float64(2)}) == {
         "a": [1.0, None],
         "b": 2.0,

@@ -1,4 +1,4 @@
-"""Smoke tests of the mean-field experiment scripts (their ``quick`` presets).
+"""Smoke tests of the mean-field experiment scripts (their ``smoke`` presets).
 
 Each script's ``main`` runs into a temporary folder; PNG and JSON must exist and the key
 numbers must be right: the tanh critical point against the library, finite nets against the
@@ -24,9 +24,9 @@ def _png_ok(path: Path):
 
 def _run(module: str, tmp_path: Path, *extra: str) -> dict:
     mod = importlib.import_module(module)
-    mod.main(["--preset", "quick", "--out", str(tmp_path), *extra])
+    mod.main(["--preset", "smoke", "--out", str(tmp_path), *extra])
     data = json.loads((tmp_path / f"{module}.json").read_text())
-    assert data["parameters"]["preset"] == "quick" and data["runtime_s"] > 0
+    assert data["parameters"]["preset"] == "smoke" and data["runtime_s"] > 0
     return data
 
 

@@ -2,35 +2,70 @@
 
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
 
 from ._common import (
+    MAX_DEPTH_FINITE_WIDTH,
+    MIN_WIDTH_NLO,
     CLIError,
     _add_network_args,
     _finite_or_none,
     _fmt_matrix,
     _params,
     _setup,
+    add_preset,
+    apply_preset,
+    check_float,
+    check_int,
+    check_network,
+    emit_json,
 )
 
+#: ``simulate --preset``: how many networks are simulated.
+SIMULATE_SIZES = {"smoke": dict(n_networks=2000), "default": dict(n_networks=20_000),
+                  "paper": dict(n_networks=1_000_000)}
 
-def _nlo_common(args):
-    """Validate the finite-width arguments; returns (fr, hyper, K0)."""
-    fr, hyper, K0 = _setup(args)
-    if args.width is None or args.width < 1:
-        raise CLIError(f"--width must be an integer >= 1, got {args.width}")
-    if not math.isfinite(args.rho) or args.rho < 0:
-        raise CLIError(f"--rho must be a non-negative number, got {args.rho}")
-    if K0.shape[0] > 4:
-        raise CLIError(f"nlo/simulate print every entry for at most 4 inputs; --k0 has "
-                       f"{K0.shape[0]}")
+#: Most simulated networks of one ``simulate`` run, and the largest width of ``--method full``
+#: (explicit N x N weight matrices).
+MAX_NETWORKS = 10_000_000
+MAX_WIDTH_FULL = 4096
+
+
+def _check_width_nlo(args) -> None:
+    """The 1/N theory: a smooth activation and a width where the expansion means something."""
     if args.activation == "relu":
         raise CLIError("the 1/N theory needs a smooth activation (erf, tanh, linear); ReLU's "
                        "second derivative is a delta function")
-    return fr, hyper, K0
+    check_int(args, "width", MIN_WIDTH_NLO,
+              why="the 1/N expansion of the finite-width theory means nothing at N = 1")
+
+
+def check_nlo(args) -> None:
+    """Every argument of ``nlo`` / ``simulate``, before any computation."""
+    check_int(args, "depth", 1, MAX_DEPTH_FINITE_WIDTH,
+              why="the finite-width statistics cost O(L) per layer pair")
+    K0 = check_network(args)
+    if K0.shape[0] > 4:
+        raise CLIError(f"{args.command} prints every entry for at most 4 inputs; --k0 has "
+                       f"{K0.shape[0]}")
+    if args.feedforward and args.rho is not None:
+        raise CLIError("--rho is not used with --feedforward (a feed-forward net has no "
+                       "residual branch)")
+    if args.rho is None:
+        args.rho = 0.3
+    check_float(args, "rho", lo=0.0)
+    if args.command == "nlo":
+        _check_width_nlo(args)
+        return
+    apply_preset(args)
+    if args.activation == "relu":
+        raise CLIError("simulate compares with the 1/N theory, which needs a smooth activation "
+                       "(erf, tanh, linear)")
+    check_int(args, "width", 1, MAX_WIDTH_FULL if args.method == "full" else 10**7,
+              why="--method full stores N x N weights" if args.method == "full" else "")
+    check_int(args, "n_networks", 2, MAX_NETWORKS)
+    check_int(args, "batch_size", 1, MAX_NETWORKS)
+    check_int(args, "seed", 0)
 
 
 def _nlo_params(args, K0) -> dict:
@@ -63,11 +98,12 @@ def _print_nlo_text(result, title, se=False):
 
 
 def _rho_star_width(args, hyper, K0) -> dict:
-    """rho*(inf) and rho*(N) to O(1/N) for input 0 and the pair (0, 1) (``rho-star --width``)."""
-    if args.width < 1:
-        raise CLIError(f"--width must be an integer >= 1, got {args.width}")
-    if args.activation == "relu":
-        raise CLIError("--width needs a smooth activation (the 1/N theory); ReLU is not")
+    """rho*(inf) and rho*(N) to O(1/N) for input 0 and the pair (0, 1) (``rho-star --width``).
+
+    Where the 1/N correction is not small (``|chi_1 / N| >= |chi_inf|`` or
+    ``|ln rho*(N) - ln rho*(inf)| >= 1``) the expansion does not hold at this width:
+    ``rho_star_N`` is null and ``status`` says so.
+    """
     from fieldres.finite_width import rho_star_width
 
     out = {"width": args.width}
@@ -76,15 +112,28 @@ def _rho_star_width(args, hyper, K0) -> dict:
     for kind, entry in entries:
         r = rho_star_width(K0, args.depth, float(args.width), hyper, args.activation,
                            entry=entry, rho_range=(args.rho_min, args.rho_max))
-        out[f"rho_star_{kind}_N"] = _finite_or_none(r.rho_star)
+        N = args.width
+        rho_N = _finite_or_none(r.rho_star)
+        status = "ok" if rho_N is not None else "no optimum at leading order"
+        c0, c1, sh = (_finite_or_none(x) for x in (r.chi_inf, r.chi_1, r.shift))
+        if rho_N is not None and (c0 is None or c1 is None or sh is None
+                                  or abs(c1 / N) >= abs(c0) or abs(sh / N) >= 1.0):
+            status = (f"the 1/N correction is not small at N = {N} (chi_1/N = "
+                      f"{(c1 or float('nan')) / N:.3g} vs chi_inf = {c0}, ln-shift "
+                      f"{(sh or float('nan')) / N:.3g}): the expansion does not hold; use a "
+                      f"larger --width")
+            rho_N = None
+        out[f"rho_star_{kind}_N"] = rho_N
         detail[kind] = {
             "entry": list(entry),
             "rho_star_inf": _finite_or_none(r.rho_star_inf),
-            "rho_star_N": _finite_or_none(r.rho_star),
-            "log_shift_times_N": _finite_or_none(r.shift),
-            "chi_out_inf": _finite_or_none(r.chi_inf),
-            "chi_out_1": _finite_or_none(r.chi_1),
-            "chi_out_max_N": _finite_or_none(r.chi_inf + r.chi_1 / args.width),
+            "rho_star_N": rho_N,
+            "log_shift_times_N": sh,
+            "chi_out_inf": c0,
+            "chi_out_1": c1,
+            "chi_out_max_N": None if rho_N is None else _finite_or_none(
+                r.chi_inf + r.chi_1 / N),
+            "status": status,
         }
     out["finite_width"] = detail
     return out
@@ -95,7 +144,7 @@ def _print_rho_star_width(result) -> None:
     print(f"  finite width N = {N} (1/N theory; rho*(N) = rho*(inf) exp(c / N)):")
     for kind, d in result["finite_width"].items():
         if d["rho_star_N"] is None:
-            print(f"    {kind} {tuple(d['entry'])}: no optimum at leading order")
+            print(f"    {kind} {tuple(d['entry'])}: {d['status']}")
             continue
         print(f"    {kind} {tuple(d['entry'])}: rho*(inf) = {d['rho_star_inf']:.9f}, "
               f"rho*(N) = {d['rho_star_N']:.9f} (c = {d['log_shift_times_N']:.4g}); "
@@ -103,7 +152,7 @@ def _print_rho_star_width(result) -> None:
 
 
 def cmd_nlo(args) -> int:
-    fr, hyper, K0 = _nlo_common(args)
+    fr, hyper, K0 = _setup(args)
     from fieldres.finite_width import finite_width
 
     res = finite_width(K0, args.rho, args.depth, hyper, args.activation,
@@ -117,9 +166,10 @@ def cmd_nlo(args) -> int:
         result[f"{name}_nlo_mean"] = np.asarray(lo + shift / N).tolist()
         result[f"{name}_ncov"] = np.asarray(res.cov_matrix(name)).tolist()
         result[f"{name}_shift"] = np.asarray(shift).tolist()
+    result["status"] = "ok"
     result["parameters"] = _nlo_params(args, K0)
     if args.json:
-        print(json.dumps(result, indent=2))
+        emit_json(result, args)
         return 0
     arch = "feed-forward net" if args.feedforward else f"ResNet (rho = {args.rho:g})"
     _print_nlo_text(result, f"1/N theory of a depth-{args.depth} {args.activation} {arch}, "
@@ -128,9 +178,7 @@ def cmd_nlo(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    fr, hyper, K0 = _nlo_common(args)
-    if args.n_networks < 2:
-        raise CLIError(f"--n-networks must be >= 2, got {args.n_networks}")
+    fr, hyper, K0 = _setup(args)
     import jax
 
     from fieldres.simulation import simulate_nlo
@@ -155,9 +203,10 @@ def cmd_simulate(args) -> int:
         result[f"{name}_ncov_se"] = np.asarray(getattr(s, f"{name}_ncov_se")).tolist()
     result["n_networks"] = args.n_networks
     result["method"] = args.method
+    result["status"] = "ok"
     result["parameters"] = _nlo_params(args, K0) | {"seed": args.seed}
     if args.json:
-        print(json.dumps(result, indent=2))
+        emit_json(result, args)
         return 0
     arch = "feed-forward nets" if args.feedforward else f"ResNets (rho = {args.rho:g})"
     _print_nlo_text(result, f"Monte Carlo of {args.n_networks} depth-{args.depth} "
@@ -179,16 +228,17 @@ def register(sub) -> None:
     ):
         s = sub.add_parser(name, help=hlp)
         s.add_argument("--depth", "-L", type=int, default=10, help="number of hidden layers")
-        s.add_argument("--rho", type=float, default=0.3, help="residual scaling")
+        s.add_argument("--rho", type=float, default=None, help="residual scaling (default 0.3)")
         s.add_argument("--width", "-N", type=int, default=100, help="network width N")
         s.add_argument("--feedforward", action="store_true", help="feed-forward net (no skips)")
         if name == "simulate":
-            s.add_argument("--n-networks", type=int, default=20000,
-                           help="number of simulated networks")
+            s.add_argument("--n-networks", type=int, default=None,
+                           help="number of simulated networks (default: the preset's)")
+            add_preset(s, SIMULATE_SIZES)
             s.add_argument("--seed", type=int, default=0, help="random seed")
             s.add_argument("--method", choices=["sampler", "full"], default="sampler",
                            help="O(N P^2) kernel sampler or explicit N x N weights")
             s.add_argument("--batch-size", type=int, default=2048, help="networks per batch")
         _add_network_args(s, rho_search=False)
-        s.set_defaults(func=func)
+        s.set_defaults(func=func, check=check_nlo)
 

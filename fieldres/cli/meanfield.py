@@ -2,19 +2,110 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 
 from ..defaults import Hyper
 from ._common import (
+    MAX_DEPTH_MEANFIELD,
     CLIError,
     _check_variances,
+    add_preset,
+    apply_preset,
+    check_activation,
+    check_float,
+    check_int,
+    check_out,
+    check_range,
+    emit_json,
+    parse_kernel,
     parse_matrix,
 )
 
 _DEFAULT_SIGMA_B2 = float(Hyper().sigma_b2)  # the one default bias variance (defaults.py)
+
+#: Largest simulated width and depth of ``jacobian-spectrum`` (one N x N product per layer,
+#: an N x N singular-value decomposition per network).
+MAX_WIDTH_SPECTRUM = 4096
+MAX_DEPTH_SPECTRUM = 10_000
+MAX_NETWORKS_SPECTRUM = 1000
+#: ``jacobian-spectrum --preset``: the simulated network sizes.
+SPECTRUM_SIZES = {"smoke": dict(depth=10, width=100, n_networks=1),
+                  "default": dict(depth=50, width=1000, n_networks=1),
+                  "paper": dict(depth=50, width=1000, n_networks=4)}
+
+
+def check_edge_of_chaos(args) -> None:
+    """Every argument of ``edge-of-chaos``, before any computation."""
+    check_activation(args.activation)
+    _check_variances(args, "sigma_b2", "sigma_w2")
+    if args.out is None:
+        for name, default in (("grid", 30), ("sigma_w2_range", [0.5, 4.0])):
+            if getattr(args, name) is not None:
+                raise CLIError(f"--{name.replace('_', '-')} only shapes the phase diagram; "
+                               f"give --out FILE too")
+            setattr(args, name, default)
+        return
+    if args.grid is None:
+        args.grid = 30
+    if args.sigma_w2_range is None:
+        args.sigma_w2_range = [0.5, 4.0]
+    check_int(args, "grid", 3, 400, why="the diagram costs grid^2 fixed points")
+    lo, hi = args.sigma_w2_range
+    ns = type("R", (), {"sigma_w2_min": lo, "sigma_w2_max": hi})()
+    try:
+        check_range(ns, "sigma_w2_min", "sigma_w2_max")
+    except CLIError as e:
+        raise CLIError(f"--sigma-w2-range MIN MAX: {e}".replace("--sigma-w2-min", "MIN")
+                       .replace("--sigma-w2-max", "MAX")) from None
+    check_out(args.out)
+
+
+def check_resnet_meanfield(args) -> None:
+    """Every argument of ``resnet-meanfield``, before any computation."""
+    from fieldres.meanfield import residual as rmf
+
+    _check_variances(args, "sigma_w2", "sigma_b2", "sigma_v2", "sigma_a2")
+    check_int(args, "depth", 1, MAX_DEPTH_MEANFIELD)
+    if args.alpha is not None and args.activation != "alpha-relu":
+        raise CLIError("--alpha is only used with --activation alpha-relu")
+    if args.activation == "alpha-relu":
+        if args.alpha is None:
+            raise CLIError("--activation alpha-relu needs --alpha (the exponent)")
+        check_float(args, "alpha", lo=0.0, lo_open=True)
+    try:
+        rmf.resolve_activation(args.activation, args.alpha)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CLIError(" ".join(str(e).split())) from e
+    K0 = parse_kernel(args.k0)
+    if K0.shape != (2, 2):
+        raise CLIError(f"--k0 must be the 2 x 2 kernel of two inputs, got {K0.shape[0]} x "
+                       f"{K0.shape[1]}")
+    check_out(args.out)
+
+
+def check_jacobian_spectrum(args) -> None:
+    """Every argument of ``jacobian-spectrum``, before any computation."""
+    from fieldres.meanfield import spectra
+
+    try:
+        spectra.spectral_activation(args.activation)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CLIError(" ".join(str(e).split())) from e
+    apply_preset(args)
+    check_int(args, "depth", 1, MAX_DEPTH_SPECTRUM)
+    check_int(args, "width", 1, MAX_WIDTH_SPECTRUM, why="one N x N SVD per network")
+    check_int(args, "n_networks", 1, MAX_NETWORKS_SPECTRUM)
+    check_int(args, "seed", 0)
+    for name in ("sigma_w2", "k0"):
+        check_float(args, name, lo=0.0, lo_open=True)
+    _check_variances(args, "sigma_b2")
+    if args.rho is not None and args.c_target is not None:
+        raise CLIError("give either --rho or --c-target, not both")
+    check_float(args, "rho", lo=0.0, lo_open=True)
+    check_float(args, "c_target", lo=0.0, lo_open=True)
+    check_out(args.out)
 
 
 def _eoc_float(x):
@@ -101,7 +192,7 @@ def cmd_edge_of_chaos(args) -> int:
                               out=args.out)
         result["figure"] = str(args.out)
     if args.json:
-        print(json.dumps(result, indent=2))
+        emit_json(result, args)
         return exit_code
 
     def fmt(x):
@@ -176,7 +267,7 @@ def cmd_resnet_meanfield(args) -> int:
                       out=args.out)
         result["figure"] = str(args.out)
     if args.json:
-        print(json.dumps(result, indent=2))
+        emit_json(result, args)
         return 0
     L = args.depth
     print(f"Mean field of a {args.kind} residual network ({act.name}), depth {L}")
@@ -263,7 +354,7 @@ def cmd_jacobian_spectrum(args) -> int:
         plt.close(fig)
         result["figure"] = str(args.out)
     if args.json:
-        print(json.dumps(result, indent=2))
+        emit_json(result, args)
         return 0
     print(f"Jacobian spectrum of a {act.name} ResNet ({args.architecture}), L = {args.depth}, "
           f"N = {args.width}, {args.weights} weights, rho = {rho:.6g} "
@@ -291,11 +382,13 @@ def register(sub) -> None:
     s.add_argument("--sigma-w2", type=float,
                    help="weight variance for q*, c*, xi_q, xi_c (default: the critical one)")
     s.add_argument("--out", help="write the phase diagram (xi_c heat map, PNG/PDF)")
-    s.add_argument("--grid", type=int, default=30, help="sigma_w^2 points of the diagram")
-    s.add_argument("--sigma-w2-range", type=float, nargs=2, default=[0.5, 4.0],
-                   metavar=("MIN", "MAX"), help="sigma_w^2 range of the diagram")
+    s.add_argument("--grid", type=int, default=None,
+                   help="sigma_w^2 points of the diagram (with --out; default 30)")
+    s.add_argument("--sigma-w2-range", type=float, nargs=2, default=None,
+                   metavar=("MIN", "MAX"),
+                   help="sigma_w^2 range of the diagram (with --out; default 0.5 4)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.set_defaults(func=cmd_edge_of_chaos)
+    s.set_defaults(func=cmd_edge_of_chaos, check=check_edge_of_chaos)
 
     s = sub.add_parser("resnet-meanfield",
                        help="Yang-Schoenholz residual mean field: p, e, s, chi and their laws")
@@ -313,15 +406,17 @@ def register(sub) -> None:
                    help="kernel of the two inputs x^(0) as 'a,b;b,c' (default '1,0.5;0.5,1')")
     s.add_argument("--out", help="write the log-log figure with the derived slopes")
     s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.set_defaults(func=cmd_resnet_meanfield)
+    s.set_defaults(func=cmd_resnet_meanfield, check=check_resnet_meanfield)
 
     s = sub.add_parser("jacobian-spectrum",
                        help="universal Jacobian spectrum vs a finite ResNet (Tarnowski et al.)")
     s.add_argument("--activation", default="tanh",
                    help="linear | relu | leaky_relu[:SLOPE] | hard_tanh | tanh | erf | sigmoid "
                         "| selu (default tanh)")
-    s.add_argument("--depth", "-L", type=int, default=50, help="number of residual blocks")
-    s.add_argument("--width", "-N", type=int, default=1000, help="width N of the simulated net")
+    s.add_argument("--depth", "-L", type=int, default=None,
+                   help="number of residual blocks (default: the preset's)")
+    s.add_argument("--width", "-N", type=int, default=None,
+                   help="width N of the simulated net (default: the preset's)")
     s.add_argument("--rho", type=float, help="residual scaling (default 1/sqrt(depth))")
     s.add_argument("--c-target", type=float,
                    help="choose rho so that the effective cumulant is this value "
@@ -333,8 +428,10 @@ def register(sub) -> None:
     s.add_argument("--architecture", choices=["fieldres", "tarnowski"], default="fieldres",
                    help="fieldres: h <- h + rho (W phi(h) + b); tarnowski: "
                         "x <- x + phi(rho W x + b)")
-    s.add_argument("--n-networks", type=int, default=1, help="networks pooled (default 1)")
+    s.add_argument("--n-networks", type=int, default=None,
+                   help="networks pooled (default: the preset's)")
+    add_preset(s, SPECTRUM_SIZES)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="write the histogram figure (PNG/PDF)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.set_defaults(func=cmd_jacobian_spectrum)
+    s.set_defaults(func=cmd_jacobian_spectrum, check=check_jacobian_spectrum)

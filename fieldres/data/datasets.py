@@ -45,6 +45,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._validation import FieldresInputError
+
 __all__ = [
     "DATA_DIR_ENV",
     "DataFormatError",
@@ -104,7 +106,7 @@ _EXPECTED = {
 # --------------------------------------------------------------------------------------
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(FieldresInputError, FileNotFoundError):
     """The data set could not be found on disk.
 
     The message names every location tried, the environment variable and the files
@@ -119,7 +121,7 @@ class DataNotFoundError(FileNotFoundError):
         return str(self.args[0])
 
 
-class DataFormatError(ValueError):
+class DataFormatError(FieldresInputError):
     """A data file exists but is malformed (bad pickle or gzip, wrong shapes, bad magic)."""
 
 

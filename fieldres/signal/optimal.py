@@ -183,7 +183,15 @@ def _grid(rho_range, n_grid, dtype):
         raise ValueError(f"rho_range must satisfy 0 < rho_min < rho_max < inf, got {rho_range}")
     if n_grid < 5:
         raise ValueError(f"n_grid must be >= 5, got {n_grid}")
+    # A wide range (e.g. rho_max = 1e300) must not thin the grid out so much that the
+    # maximum falls between two points: keep the spacing in log rho at most that of the
+    # default range (1e-3, 1e2) on 64 points (bounded: at most ~7,600 points in float64).
+    span = float(np.log(hi) - np.log(lo))
+    n_grid = max(int(n_grid), int(np.ceil(span / _MAX_LOG_STEP)) + 1)
     return jnp.linspace(np.log(lo), np.log(hi), n_grid, dtype=dtype)
+
+
+_MAX_LOG_STEP = float(np.log(1e5) / 63)
 
 
 def _prepare(K0, hyper, activation):
@@ -474,7 +482,11 @@ def rho_star_continuum(
         jnp.log(ks[i]),
         options=dict(lower=jnp.log(ks[i]), upper=jnp.log(ks[i + 1])),
         max_steps=256,
+        throw=False,
     )
+    if sol.result != optx.RESULTS.successful or not np.isfinite(float(sol.value)):
+        nan = jnp.asarray(np.nan, dtype)  # e.g. sigma_w^2 = 1e300: G overflows in the bracket
+        return Continuum(nan, nan, nan, jnp.asarray(Status.SOLVER_FAILED))
     k_star = jnp.exp(sol.value)
     k0 = jnp.asarray(k0, dtype)
     if float(k0) >= float(k_star):
