@@ -219,3 +219,101 @@ def test_rho_scan_rows():
     assert rows[2]["log_evidence"] == float(one.log_evidence)
     assert len(po.HALF_OCTAVES) == 13
     assert po.HALF_OCTAVES[0] == pytest.approx(1 / 8) and po.HALF_OCTAVES[-1] == 8
+
+
+# ---------------------------------------------------------------------------------------
+# finite width, perturbative 1/N (fieldres.bayes.posterior_nlo)
+# ---------------------------------------------------------------------------------------
+
+
+def test_nlo_posterior_matches_quadrature_of_a_gaussian_kernel_ensemble():
+    """K̂ = K + (Δ + ξ_1 B_1 + ξ_2 B_2 √N) / N with ξ ~ N(0, 1): the reweighted posterior mean,
+    variance and evidence by 2-D Gauss-Hermite quadrature approach the 1/N formulas
+    (autodiff) with an error that falls like 1/N^2."""
+    from fieldres.bayes import posterior_nlo as pn
+
+    X = _inputs(4, seed=12)
+    K = np.asarray(gp.nngp_kernel(X, None, 0.5, 5))
+    rng = np.random.default_rng(13)
+    B = [0.04 * (lambda a: a + a.T)(rng.standard_normal((4, 4))) for _ in range(2)]
+    D = 0.2 * (lambda a: a + a.T)(rng.standard_normal((4, 4)))
+    V = sum(np.einsum("ab,cd->abcd", b, b) for b in B)
+    Y, T = np.array([1.0, -1.0, 0.5]), 0.05
+    x, w = np.polynomial.hermite_e.hermegauss(20)
+    w = w / w.sum()
+    x1, x2 = (a.ravel() for a in np.meshgrid(x, x))
+    w12 = np.outer(w, w).ravel()
+
+    def exact(N):  # dense numpy GP regression at every node (no autodiff, no expansion)
+        Kh = K + (D + np.sqrt(N) * (x1[:, None, None] * B[0] + x2[:, None, None] * B[1])) / N
+        A = Kh[:, :3, :3] + T * np.eye(3)
+        Ai = np.linalg.inv(A)
+        assert np.all(np.linalg.eigvalsh(A) > 0)
+        m = np.einsum("si,sij,j->s", Kh[:, 3, :3], Ai, Y)
+        v = Kh[:, 3, 3] - np.einsum("si,sij,sj->s", Kh[:, 3, :3], Ai, Kh[:, 3, :3])
+        ll = (-0.5 * np.einsum("i,sij,j->s", Y, Ai, Y) - 0.5 * np.linalg.slogdet(A)[1]
+              - 1.5 * np.log(2 * np.pi))
+        wt = w12 * np.exp(ll)
+        mean = np.sum(wt * m) / wt.sum()
+        return mean, np.sum(wt * (v + m * m)) / wt.sum() - mean**2, np.log(wt.sum())
+
+    errs = []
+    for N in (400.0, 1600.0):
+        r = pn.nlo_posterior(K, D, V, Y, T, N)
+        mean, var, logev = exact(N)
+        errs.append([abs(mean - float(r.mean_finite[0])), abs(var - float(r.variance_finite[0])),
+                     abs(logev - float(r.log_evidence_finite))])
+        # the 1/N term is what moves the posterior: the leading order alone is much worse
+        assert abs(mean - float(r.mean[0])) > 5 * errs[-1][0]
+    errs = np.array(errs)
+    assert np.all(errs[1] < errs[0] / 8), errs  # 1/N^2: a factor 16 per factor 4 in N
+
+
+@pytest.mark.slow
+def test_nlo_posterior_matches_finite_networks():
+    """Exact finite-width posterior by importance weighting sampled networks: given the last
+    layer the readout is Gaussian, so E[g | Y] = E[g(K̂) w(K̂)] / E[w(K̂)] over the simulated
+    output kernels K̂ of width-N ResNets (3 training inputs, 1 test input, L = 5, rho = 0.5)."""
+    from fieldres.bayes import posterior_nlo as pn
+    from fieldres.simulation import simulate_kernels
+
+    X = np.random.default_rng(0).standard_normal((4, 8)) * 0.5
+    Y, T = np.array([1.0, -1.0, 1.0]), 0.05
+    r_fw = pn.finite_width_posterior(X[:3], Y, X[3:], rho=0.5, depth=5, noise=T, width=64)
+    K0 = np.asarray(fr.input_kernel(X))
+    for N in (64, 256):
+        r = pn.nlo_posterior(*_fw_out(K0), Y, T, N)
+        s = simulate_kernels(jax.random.PRNGKey(N), K0, rho=0.5, depth=5, width=N,
+                             n_networks=100_000, batch_size=20_000)
+        Kh = np.asarray(s.out_last)
+        A = Kh[:, :3, :3] + T * np.eye(3)
+        a = np.linalg.solve(A, np.broadcast_to(Y[:, None], (Kh.shape[0], 3, 1)))[..., 0]
+        m = np.einsum("si,si->s", Kh[:, 3, :3], a)
+        v = Kh[:, 3, 3] - np.einsum("si,si->s", Kh[:, 3, :3],
+                                    np.linalg.solve(A, Kh[:, 3, :3, None])[..., 0])
+        ll = -0.5 * np.einsum("i,si->s", Y, a) - 0.5 * np.linalg.slogdet(A)[1]
+        w = np.exp(ll - ll.max())
+        w /= w.sum()
+        Em = np.sum(w * m)
+        se = np.sqrt(np.sum(w**2 * (m - Em) ** 2))
+        assert 1 / np.sum(w**2) > 0.5 * Kh.shape[0]  # the weights are far from degenerate
+        assert abs(Em - float(r.mean_finite[0])) < 4 * se, (N, Em, se, r.mean_finite)
+        assert abs(Em - float(r.mean[0])) > abs(Em - float(r.mean_finite[0]))
+        Var = np.sum(w * (v + m**2)) - Em**2
+        # the O(1/N^2) remainder of the variance: 0.0023 at N = 64 (LO misses by 0.020)
+        assert abs(Var - float(r.variance_finite[0])) < 0.15 * abs(Var - float(r.variance[0]))
+    assert float(r_fw.mean_finite[0]) == pytest.approx(
+        float(pn.nlo_posterior(*_fw_out(K0), Y, T, 64).mean_finite[0]), rel=1e-12)
+
+
+_FW_CACHE = {}
+
+
+def _fw_out(K0):
+    from fieldres.finite_width import finite_width
+
+    key = K0.tobytes()
+    if key not in _FW_CACHE:
+        fw = finite_width(K0, 0.5, 5)
+        _FW_CACHE[key] = (np.asarray(fw.out), np.asarray(fw.out_shift), np.asarray(fw.out_cov))
+    return _FW_CACHE[key]
