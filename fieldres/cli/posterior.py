@@ -52,8 +52,9 @@ def cmd_posterior(args) -> int:
     """GP-limit posterior (test error, MSE, log evidence, alignment) at one rho or a scan."""
     t0 = time.perf_counter()
     if args.width is not None:
-        raise CLIError("--width: the finite-width posterior is not implemented yet; "
-                       "omit --width for the infinite-width (GP) posterior")
+        raise CLIError("--width: the finite-width posterior is not implemented yet for data "
+                       "sets (the 1/N theory, fieldres.bayes.posterior_nlo, covers at most 4 "
+                       "inputs); omit --width for the infinite-width (GP) posterior")
     for name in ("n_train", "n_test"):
         if getattr(args, name) < (2 if name == "n_train" else 1):
             raise CLIError(f"--{name.replace('_', '-')} must be >= "
