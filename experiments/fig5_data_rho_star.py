@@ -37,19 +37,6 @@ def _extra(parser):
     )
 
 
-def _summary(rho: np.ndarray, status: np.ndarray) -> dict:
-    ok = status == 0
-    vals = rho[ok]
-    return dict(
-        mean=float(vals.mean()) if vals.size else float("nan"),
-        std=float(vals.std()) if vals.size else float("nan"),
-        n_ok=int(ok.sum()),
-        n_total=int(status.size),
-        n_no_maximum=int((~ok).sum()),
-        status_counts={int(s): int((status == s).sum()) for s in np.unique(status)},
-    )
-
-
 def _ratio(m: np.ndarray, axis: int) -> np.ndarray:
     """``max / min`` of the finite values along ``axis`` (``nan`` where there are none)."""
     finite = np.isfinite(m)
@@ -60,6 +47,7 @@ def _ratio(m: np.ndarray, axis: int) -> np.ndarray:
 
 def compute(preset: str, seed: int, data_dir) -> dict:
     import fieldres
+    from fieldres.bayes.posterior import average_rho_star as _summary  # the Fig. 5 average
 
     p = PRESETS[preset]
     ds = fieldres.make_dataset(

@@ -55,15 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(Fischer, Dahmen, Helias, arXiv:2305.07715).",
     )
     from .. import __version__
-    from . import finite_width, meanfield, signal, train
+    from . import finite_width, meanfield, posterior, signal, train
 
-    groups = [signal, finite_width, train, meanfield]
-    try:  # the posterior command group, where present
-        from . import posterior
-    except ImportError:
-        posterior = None
-    if posterior is not None:
-        groups.insert(3, posterior)
+    groups = [signal, finite_width, train, posterior, meanfield]
     p.add_argument("--version", action="version", version=f"fieldres {__version__}")
     p.add_argument("--debug", action="store_true",
                    help="show the traceback of an internal error")
