@@ -44,6 +44,7 @@ __all__ = [
     "ffnet_kernels",
     "output_kernel",
     "layer_update",
+    "layer_step",
     "gaussian_layer",
     "propagate",
 ]
@@ -104,7 +105,17 @@ def layer_update(
         K^{(l)} = K^{(l-1)} + \\rho^2 (\\sigma_w^2 C_\\phi(K^{(l-1)}) + \\sigma_b^2)
         \\quad\\text{or}\\quad K^{(l)} = \\sigma_w^2 C_\\phi(K^{(l-1)}) + \\sigma_b^2 .
     """
-    branch = gaussian_layer(activation.kernel(K), hyper.sigma_w2, hyper.sigma_b2)
+    return layer_step(K, activation.kernel(K), rho, hyper, residual)
+
+
+def layer_step(K: ArrayLike, C: ArrayLike, rho: ArrayLike, hyper: Hyper, residual: bool) -> Array:
+    """The layer step from the pre-activation kernel ``K`` and its ``C = C_phi(K)``.
+
+    ``K + rho^2 (sigma_w^2 C + sigma_b^2)`` (ResNet) or ``sigma_w^2 C + sigma_b^2``
+    (feed-forward); :func:`layer_update` computes ``C`` itself, the tiled kernels of
+    :mod:`fieldres.kernels.tiled` pass the entries of a rectangular block.
+    """
+    branch = gaussian_layer(C, hyper.sigma_w2, hyper.sigma_b2)
     if residual:
         return K + rho**2 * branch
     return branch
