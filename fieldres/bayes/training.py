@@ -65,7 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..bayes.models import apply, hidden_kernels, init_params, log_prior
-from ..bayes.sampling import MALA, SGLD, sample
+from ..bayes.sampling import MALA, NUTS, SGLD, sample
 from ..kernels.activations import get_activation
 from ..kernels.recursion import Hyper, input_kernel, resnet_kernels
 
@@ -80,7 +80,7 @@ __all__ = [
     "make_log_density",
 ]
 
-SAMPLERS = ("mala", "ula", "sgld")
+SAMPLERS = ("mala", "nuts", "ula", "sgld")
 LIKELIHOODS = ("gaussian", "softmax")
 
 #: Settings of ``fieldres train --preset NAME`` (overridden by explicit options).
@@ -366,6 +366,8 @@ def train_sweep(
     data = (jnp.asarray(xtr, dt), ytr_j)
     if sampler == "mala":
         smp = MALA(logdensity, data, temperature)
+    elif sampler == "nuts":
+        smp = NUTS(logdensity, data, temperature, max_num_doublings=max_num_doublings)
     else:
         bs = None if sampler == "ula" else (batch_size or min(len(xtr), 32))
         smp = SGLD(logprior, loglik, data, bs, temperature)
@@ -485,7 +487,7 @@ def train_sweep(
             kernel_alignment=float(np.mean(aligns)) if aligns else float("nan"),
             kernel_alignment_se=_se(aligns),
             kernel_alignment_prior=float(np.mean(aligns0)),
-            acceptance_rate=float(np.nanmean(acc)) if sampler == "mala" else None,
+            acceptance_rate=float(np.nanmean(acc)) if sampler in ("mala", "nuts") else None,
             step_size=float(np.mean(res.step_size[cs])),
             steps=res.steps,
             n_samples=int(n_valid),
