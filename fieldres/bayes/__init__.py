@@ -8,7 +8,7 @@ access, so that ``import fieldres.bayes`` does not load blackjax.
 
 import importlib
 
-_SUBMODULES = ("models", "samplers", "sampling", "diagnostics", "training")
+_SUBMODULES = ("models", "samplers", "sampling", "diagnostics", "measures", "training", "sweep")
 
 
 def __getattr__(name: str):

@@ -20,7 +20,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import finite_width, meanfield, signal, train
+from . import finite_width, meanfield, signal, sweep, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--version", action="version", version=f"fieldres {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (signal, finite_width, train, meanfield):
+    for group in (signal, finite_width, train, sweep, meanfield):
         group.register(sub)
     return p
 
