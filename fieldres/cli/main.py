@@ -7,7 +7,7 @@ scaling    rho*(L) over depths with the fitted exponents (paper Fig. 4c)
 response   chi^out(rho) curves for several depths (paper Fig. 4a, b)
 kernel     per-layer kernel and response trajectories as JSON or .npz
 nlo, simulate                 finite-width theory and its Monte-Carlo check
-train                         Bayesian (Langevin) training
+train, sweep                  Bayesian (Langevin) training, and grids of it on submitit
 edge-of-chaos, resnet-meanfield, jacobian-spectrum   the mean-field toolkit
 
 Each command group lives in its own module and registers its subcommands here.
