@@ -12,6 +12,18 @@ Not a test: prints a table (and writes JSON with ``--json``).
               driver <= 1.2x the floor). ``--baseline FILE`` also times another version of
               ``fieldres/sampling.py`` (e.g. the previous commit's) in the same run.
 ``scaling``   MALA chain-steps per second over width N, depth L and training-set size n.
+``mixing``    which sampler mixes (issue 13): MALA (step size adapted during burn-in) against
+              NUTS with ``blackjax.window_adaptation`` (step size and diagonal mass matrix),
+              both on the whitened weights ``W = sigma_w z / sqrt(N)`` of
+              :mod:`fieldres.bayes.models`, on the same posterior: CIFAR-10 dogs vs
+              airplanes, L = 10, width 64, n_train = 100, Gaussian likelihood (T = 0.1),
+              erf, at rho in {rho*/4, rho*, 4 rho*} (rho* = the diagonal data-driven optimum
+              of ``fieldres rho-star --dataset cifar10``, 20 images). Printed per run:
+              ESS per second of the test predictions (min over test points of the bulk and
+              tail ESS, ArviZ, divided by the run's wall time less its compilation time,
+              which jax.monitoring reports; warm-up included), their largest
+              rank-normalised split-R-hat, the ESS, the acceptance rate, divergences and the
+              wall and compile times. ``--sections mixing``.
 
 Every timing: compile first (one warm-up call), then ``--repeats`` rounds in which every
 contender is timed in turn (interleaved, so that a change of the machine's load hits all of
@@ -206,6 +218,78 @@ def scaling(args):
     return rows
 
 
+def rho_star_diagonal(x_train, depth: int) -> float:
+    """``rho_star_diagonal`` of ``fieldres rho-star --dataset cifar10`` (first 20 images)."""
+    import fieldres
+    from fieldres.signal.optimal import rho_star_entries
+
+    K0 = np.asarray(fieldres.input_kernel(np.asarray(x_train)[:20], 1.0, 0.0), np.float64)
+    P = K0.shape[0]
+    r = rho_star_entries(K0, depth, Hyper(), "erf", entries=[(a, a) for a in range(P)])
+    rho = np.asarray(r.rho_star, np.float64)
+    return float(np.nanmean(rho[np.asarray(r.status) == 0]))
+
+
+def mixing(args) -> list[dict]:
+    """ESS/s of the test predictions: MALA vs NUTS on the same ResNet posterior."""
+    import fieldres
+    from fieldres.bayes.training import train_sweep
+
+    jax.config.update("jax_enable_x64", True)
+    L, width, n_train = args.depth, args.width, args.n_train
+    ds = fieldres.make_dataset("cifar10", classes=("dog", "airplane"), n_train=n_train,
+                               n_test=args.n_test, seed=0, data_dir=args.data_dir,
+                               k0_scale=0.05)
+    rs = rho_star_diagonal(ds.x_train, L)
+    print(f"mixing: L = {L}, N = {width}, n_train = {n_train}, n_test = {args.n_test}, "
+          f"{args.chains} chains; rho*_diagonal = {rs:.4f}", flush=True)
+    head = (f"{'rho/rho*':>8} {'sampler':>7} {'ESS/s':>9} {'R-hat':>7} {'ESS':>7} "
+            f"{'accept':>6} {'div':>4} {'step':>9} {'steps':>6} {'run s':>7} {'compile':>7} "
+            f"{'R-hat all':>9} {'test err':>8}")
+    print(head)
+    compile_s = [0.0]
+
+    def listener(name, secs, **kw):
+        if name.startswith("/jax/core/compile/"):
+            compile_s[0] += secs
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    rows = []
+    for f in args.factors:
+        for sampler in args.samplers.split(","):
+            steps = args.mala_steps if sampler == "mala" else args.nuts_steps
+            burn = steps // 2
+            thin = max(1, (steps - burn) // 200)
+            kw = dict(step_size=1e-3) if sampler == "mala" else dict(
+                step_size=0.1, max_num_doublings=args.max_doublings)
+            compile_s[0] = 0.0
+            r = train_sweep(ds.x_train, ds.y_train, ds.x_test, ds.y_test, depth=L,
+                            rhos=[f * rs], width=width, sampler=sampler, steps=steps,
+                            burn_in=burn, thin=thin, n_chains=args.chains, n_kernel=20,
+                            seed=0, **kw)[0]
+            q = r.extra["diagnostics"]["test_predictions"]
+            ess = min(q["ess_bulk_min"], q["ess_tail_min"])
+            comp = min(compile_s[0], r.seconds)
+            run_s = r.seconds - comp
+            row = dict(factor=f, rho=f * rs, sampler=sampler, ess_per_s=ess / run_s,
+                       compile_s=comp, run_s=run_s,
+                       rhat=q["rhat_max"], ess=ess, acceptance=r.acceptance_rate,
+                       divergences=r.divergences, step_size=r.step_size, steps=steps,
+                       wall_s=r.seconds, rhat_all=r.rhat_max, ess_all=r.ess_min,
+                       converged=r.converged, test_error=r.test_error,
+                       n_draws=r.n_samples // args.chains)
+            rows.append(row)
+            print(f"{f:8.3g} {sampler:>7} {row['ess_per_s']:9.3g} {q['rhat_max']:7.3f} "
+                  f"{ess:7.1f} {r.acceptance_rate:6.3f} {r.divergences:4d} "
+                  f"{r.step_size:9.2e} {steps:6d} {run_s:7.1f} {comp:7.1f} "
+                  f"{r.rhat_max:9.3f} {r.test_error:8.3f}", flush=True)
+        by = {x["sampler"]: x for x in rows if x["factor"] == f}
+        if "mala" in by and "nuts" in by:
+            print(f"{'':8} NUTS / MALA ESS/s = "
+                  f"{by['nuts']['ess_per_s'] / by['mala']['ess_per_s']:.3g}", flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -224,6 +308,15 @@ def main(argv=None):
                    help="cpu (process CPU time; default on a CPU backend) or wall")
     p.add_argument("--baseline", help="another fieldres/sampling.py to time in the same run")
     p.add_argument("--json")
+    p.add_argument("--data-dir", help="CIFAR-10 folder (mixing; default FIELDRES_DATA_DIR)")
+    p.add_argument("--factors", type=float, nargs="+", default=[0.25, 1.0, 4.0],
+                   help="rho / rho* of the mixing section")
+    p.add_argument("--n-test", type=int, default=100, help="test points (mixing)")
+    p.add_argument("--n-train", type=int, default=100, help="training points (mixing)")
+    p.add_argument("--mala-steps", type=int, default=4000)
+    p.add_argument("--nuts-steps", type=int, default=300)
+    p.add_argument("--max-doublings", type=int, default=6, help="NUTS tree depth cap")
+    p.add_argument("--samplers", default="mala,nuts")
     args = p.parse_args(argv)
     if args.clock is None:
         args.clock = "cpu" if jax.default_backend() == "cpu" else "wall"
@@ -239,6 +332,8 @@ def main(argv=None):
     if "scaling" in args.sections:
         print("scaling: MALA throughput")
         out["scaling"] = scaling(args)
+    if "mixing" in args.sections:
+        out["mixing"] = mixing(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

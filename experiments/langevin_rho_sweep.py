@@ -59,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="CIFAR-10 location (default: FIELDRES_DATA_DIR or ../shared/data)")
     p.add_argument("--depths", type=int, nargs="+", help="override the preset's depths")
     p.add_argument("--factors", type=float, nargs="+", help="override rho / rho* factors")
-    p.add_argument("--sampler", choices=("mala", "ula", "sgld"), default="mala")
+    p.add_argument("--sampler", choices=("mala", "nuts", "ula", "sgld"), default="mala")
     p.add_argument("--progress", action="store_true", help="show progress bars")
     p.add_argument("--replot", metavar="JSON", help="only redraw the figure from a saved JSON")
     return p.parse_args(None if argv is None else list(argv))
@@ -124,6 +124,8 @@ def summarise(points: list[dict], factors) -> dict:
             rho_star_minus_largest=_diff(at_star, pts[-1], "test_error"),
             mse_rho_star_minus_smallest=_diff(at_star, pts[0], "test_mse"),
             mse_rho_star_minus_largest=_diff(at_star, pts[-1], "test_mse"),
+            n_converged=int(sum(bool(p.get("converged")) for p in pts)),
+            n_points=len(pts),
         )
         per_depth[str(L)] = s
     best = [v["best_factor_test_error"] for v in per_depth.values()]
@@ -160,6 +162,11 @@ def plot(res: dict, path):
             e = np.array([0.0 if p.get(f"{key}_se") is None else p[f"{key}_se"] for p in q])
             ax.errorbar(x, y, yerr=e, marker="o", ms=4, capsize=2, color=colors[L],
                         label=f"L = {L}")
+            # an unconverged point is no result: drawn hollow (white face), never filled
+            bad = np.array([not p.get("converged", False) for p in q])
+            if bad.any():
+                ax.plot(x[bad], y[bad], ls="none", marker="o", ms=7, mfc="white",
+                        mec=colors[L], mew=1.5)
             if key == "kernel_change":
                 floor = [p["kernel_change_prior"] for p in q]
                 ax.plot(x, floor, ls=":", color=colors[L], lw=1)
@@ -173,6 +180,8 @@ def plot(res: dict, path):
         ax.set_xlabel(r"$\rho / \rho^*(L)$")
         ax.set_ylabel(label)
         ax.set_title(f"{tag} " + label.split(" $")[0], fontsize=10)
+    axes[0, 0].plot([], [], ls="none", marker="o", ms=7, mfc="white", mec="0.3",
+                    label="not converged (R-hat >= 1.01 or ESS < 400)")
     axes[0, 0].legend(fontsize=8, frameon=False)
     axes[0, 1].text(0.02, 0.98, "debiased over chains; dots: plain distance;\ndotted: the "
                     "same (debiased) for the chains' starting networks",
@@ -185,6 +194,11 @@ def plot(res: dict, path):
     norm = Normalize(vmin=errs.min(), vmax=errs.max())
     sc = ax.scatter([p["rho"] for p in pts], [p["depth"] for p in pts], c=errs, cmap="magma_r",
                     norm=norm, marker="s", s=140, edgecolors="none")
+    nc = [p for p in pts if not p.get("converged", False)]
+    if nc:  # unconverged cells are crossed out
+        ax.scatter([p["rho"] for p in nc], [p["depth"] for p in nc], marker="s", s=140,
+                   facecolors="none", edgecolors="0.5", hatch="///", linewidths=0.5,
+                   label="not converged")
     fig.colorbar(sc, ax=ax, label="test error")
     rs = res["rho_star"]
     Ls = np.array(depths, float)
@@ -286,7 +300,9 @@ def main(argv=None) -> dict:
         print(f"  L = {L}: best rho/rho* = {v['best_factor_test_error']:.3g}; test error at "
               f"rho* {v['test_error_at_rho_star']:.3f}, minus at rho*x{v['smallest_factor']:.3g}"
               f" {a['difference']:+.3f}, minus at rho*x{v['largest_factor']:.3g} "
-              f"{b['difference']:+.3f}")
+              f"{b['difference']:+.3f}; {v['n_converged']} of {v['n_points']} points "
+              "converged" + ("" if v["n_converged"] == v["n_points"] else
+                             " (the others are NOT results: drawn hollow)"))
     print(f"  best rho/rho* within a factor 2 for {s['n_depths_best_within_factor_2']} of "
           f"{s['n_depths']} depths (geometric mean {s['best_factor_geometric_mean']:.3g})")
     return res

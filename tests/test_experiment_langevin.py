@@ -43,11 +43,13 @@ def test_langevin_rho_sweep_smoke(tmp_path):
                       "acceptance_rate"):
                 assert q[k] is not None and math.isfinite(q[k]), k
             assert 0 <= q["test_error"] <= 1 and q["steps"] == p["steps"]
+            assert isinstance(q["converged"], bool) and "rhat_max" in q
     s = data["summary"]
     assert set(s["per_depth"]) == {str(L) for L in depths}
     for v in s["per_depth"].values():
         assert v["best_factor_test_error"] in factors
         assert v["test_error_min"] <= v["test_error_at_rho_star"] <= v["test_error_max"]
+        assert 0 <= v["n_converged"] <= v["n_points"] == len(factors)
     assert res["summary"]["n_depths"] == s["n_depths"] == len(depths)
     # the figure can be redrawn from the JSON alone
     mod.main(["--replot", str(js)])

@@ -261,3 +261,76 @@ def test_chains_are_sharded_over_devices():
     assert d["n_dev"] == 2 and d["n_shard"] == 2 and d["same"]
     # each chain samples around its own context (per-chain model parameters)
     np.testing.assert_allclose(d["means"], [0, 1, 2, 3], atol=0.5)
+
+
+def test_nuts_with_window_adaptation_matches_exact_posterior():
+    X, y, A, mu = _problem()
+    Sigma = np.linalg.inv(A)
+    C = 16
+    pos = jax.random.normal(jax.random.key(1), (C, D))
+    r = sampling.sample(jax.random.key(3), sampling.NUTS(logdensity, (X, y)), pos,
+                        n_steps=2500, burn_in=500, trace_fn=_identity, step_size=0.1,
+                        chunk_size=2000)
+    assert r.message == "ok" and r.traces.shape == (2000, C, D)
+    assert np.all(r.divergences == 0)
+    assert 0.6 < r.acceptance_rate.mean() < 0.97  # dual averaging towards 0.8
+    # the adapted diagonal inverse mass matrix is close to the posterior variances
+    imm = np.asarray(r.state.chain.inverse_mass_matrix)
+    np.testing.assert_allclose(imm.mean(0), np.diag(Sigma), rtol=0.3)
+    z_mean, z_cov, se_cov = _moments_z(r.traces, mu, Sigma)
+    assert np.abs(z_mean).max() < 4.0, z_mean
+    assert np.abs(z_cov).max() < 4.0, z_cov
+    # power: a 10 % error of the posterior variances would be > 4 SE
+    assert np.all(np.diag(se_cov) < 0.1 * np.diag(Sigma) / 4)
+
+
+def test_nuts_resume_after_warmup_reproduces_the_chain(tmp_path):
+    X, y, _, _ = _problem()
+    pos = jax.random.normal(jax.random.key(1), (4, D))
+    common = dict(n_steps=200, burn_in=100, thin=2, trace_fn=_identity, chunk_size=30)
+    smp = sampling.NUTS(logdensity, (X, y))
+    ref = sampling.sample(jax.random.key(5), smp, pos, **common)
+    path = tmp_path / "nuts.npz"
+    part = sampling.sample(jax.random.key(5), smp, pos, save_path=path,
+                           **(common | dict(n_steps=160)))
+    assert part.steps == 160
+    resumed = sampling.sample(jax.random.key(5), smp, pos, save_path=path, resume=True,
+                              **common)
+    np.testing.assert_array_equal(resumed.traces, ref.traces)
+    np.testing.assert_array_equal(resumed.step_size, ref.step_size)
+
+
+def _blackjax_names(module) -> set[str]:
+    """Every ``blackjax.a.b...`` attribute chain and ``blackjax`` import in a module's code."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(module))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            parts, n = [], node
+            while isinstance(n, ast.Attribute):
+                parts.append(n.attr)
+                n = n.value
+            if isinstance(n, ast.Name) and n.id == "blackjax":
+                names.add(".".join(["blackjax"] + parts[::-1]))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("blackjax"):
+            names.add("from " + node.module)
+        elif isinstance(node, ast.Import):
+            names |= {"import " + a.name for a in node.names if a.name.startswith("blackjax.")}
+    # keep the longest chains only (blackjax.mala is a prefix of blackjax.mala.init)
+    return {a for a in names if not any(b.startswith(a + ".") for b in names)}
+
+
+def test_samplers_use_only_blackjax_documented_api():
+    """Only blackjax's documented entry points, no internals (``blackjax.mcmc.*`` etc.)."""
+    from fieldres.bayes import samplers
+
+    allowed = {"blackjax.mala.init", "blackjax.mala.build_kernel", "blackjax.nuts.init",
+               "blackjax.nuts.build_kernel", "blackjax.nuts", "blackjax.window_adaptation",
+               "blackjax.sgld.build_kernel", "blackjax.sgmcmc.gradients.grad_estimator",
+               "blackjax.adaptation.base.get_filter_adapt_info_fn"}
+    uses = _blackjax_names(samplers) | _blackjax_names(sampling)
+    assert "blackjax.window_adaptation" in uses and "blackjax.mala.build_kernel" in uses
+    assert uses <= allowed, uses - allowed

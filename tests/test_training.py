@@ -171,6 +171,7 @@ def test_cli_train_text_and_options(capsys, fake_dir):
     assert code == 0, err
     assert "Bayesian training (sgld)" in out and "rho = 0.7" in out and "test error" in out
     assert "acceptance rate" not in out
+    assert "R-hat max" in out and "NOT CONVERGED" in out  # 4 x 10 draws: ESS < 400
 
 
 @pytest.mark.parametrize(
@@ -195,3 +196,40 @@ def test_cli_train_bad_input_exit_2(capsys, fake_dir, argv, match):
 def test_cli_train_missing_data(capsys, tmp_path):
     code, _, err = run(capsys, "train", "--data-dir", str(tmp_path / "nowhere"), "--steps", "4")
     assert code == 2 and "Could not find the cifar10 data set" in err and err.count("\n") == 1
+
+
+DIAG_KEYS = ("rhat_max", "ess_min", "ess_bulk_min", "ess_tail_min", "ess_per_second",
+             "acceptance_rate", "divergences", "converged")
+
+
+def test_cli_train_reports_diagnostics_and_provenance(capsys, fake_dir):
+    code, out, err = run(capsys, "train", "--data-dir", str(fake_dir), "--n-train", "20",
+                         "--n-test", "20", "--depth", "2", "--width", "8", "--steps", "60",
+                         "--json", "--sigma-b2", "0.07", "--seed", "3")
+    assert code == 0, err
+    d = json.loads(out)
+    for k in DIAG_KEYS:
+        assert k in d, k
+    assert d["n_chains"] == 4 and d["n_chains_diagnosed"] == 4  # >= 4 chains by default
+    assert d["sampler"] == "mala" and d["converged"] is False  # 4 x 30 draws: ESS < 400
+    assert isinstance(d["divergences"], int) and d["divergences"] >= 0
+    assert d["rhat_max"] >= 0.99 and d["ess_min"] > 0
+    assert d["ess_per_second"] == pytest.approx(d["ess_min"] / d["seconds"])
+    assert d["converged"] == (d["rhat_max"] < 1.01 and d["ess_min"] >= 400
+                              and d["divergences"] == 0)
+    assert set(d["diagnostics"]) == {"test_predictions", "test_error", "train_loss",
+                                     "output_kernel"}
+    assert d["activation"] == "erf" and d["seed"] == 3
+    assert d["hyper"]["sigma_b2"] == pytest.approx(0.07) and d["hyper"]["sigma_w2"] == 1.25
+    assert d["fieldres_version"] == fieldres.__version__
+
+
+@pytest.mark.parametrize("old, new", [("small", "default"), ("quick", "smoke")])
+def test_cli_train_old_preset_names_are_refused(capsys, fake_dir, old, new):
+    code, _, err = run(capsys, "train", "--preset", old, "--data-dir", str(fake_dir))
+    assert code == 2 and f"--preset {new}" in err and err.count("\n") == 1
+
+
+def test_train_presets_are_the_common_names():
+    assert tuple(training.TRAIN_PRESETS) == fieldres.defaults.PRESETS
+    assert all(p["n_chains"] >= 4 for p in training.TRAIN_PRESETS.values())

@@ -1,4 +1,4 @@
-r"""Langevin posterior sampling with blackjax: samplers, a chunked ``lax.scan`` driver, save/resume.
+r"""The sampling driver: many chains in jitted ``lax.scan`` chunks, save/resume, divergences.
 
 The posterior of THEORY §7 (Fischer, Dahmen, Helias, arXiv:2305.07715, Sec. 5) is
 
@@ -7,42 +7,26 @@ The posterior of THEORY §7 (Fischer, Dahmen, Helias, arXiv:2305.07715, Sec. 5) 
     \log p(\theta \mid D) = \log p(\theta) + \sum_{i=1}^n \log p(y_i \mid f_\theta(x_i))
     + \mathrm{const},
 
-and it is sampled by discretised Langevin dynamics
-:math:`\theta_{t+1} = \theta_t + \varepsilon \nabla \log p(\theta_t \mid D) +
-\sqrt{2 T \varepsilon}\,\xi_t` (blackjax's convention: the step size ``ε`` multiplies the
-whole gradient). Three samplers share one interface (:class:`Sampler`):
-
-``MALA``
-    full-batch Metropolis-adjusted Langevin (blackjax's MALA step, on blackjax's
-    ``MALAState`` and accept/reject; see :meth:`MALA.step`): exact stationary
-    distribution; the step size is adapted per chain during burn-in (Robbins--Monro on
-    ``log ε`` towards an acceptance rate of 0.574) and then frozen. blackjax's MALA has no
-    temperature argument; a temperature ``T`` scales the log density by ``1/T``.
-``ULA``
-    unadjusted Langevin, full batch (``blackjax.sgld`` with the whole data set as the
-    mini-batch). Its stationary law is biased by ``O(ε)``; for a Gaussian target with
-    precision ``A`` the stationary covariance is exactly ``(A (I - ε A / 2))^{-1}``.
-``SGLD``
-    mini-batch stochastic-gradient Langevin (``blackjax.sgld`` with
-    ``blackjax.sgmcmc.gradients.grad_estimator``, which vmaps a per-example log likelihood
-    and rescales the mini-batch mean by the data size).
+and it is sampled by one of the samplers of :mod:`fieldres.bayes.samplers` (``MALA``,
+``NUTS``, ``SGLD``, ``ULA``; all built on blackjax's documented API), re-exported here.
 
 The driver :func:`sample` runs many chains at once (``vmap``; the chain axis is sharded
 over all devices when there are several), in jitted chunks of ``lax.scan`` steps. Only
 summaries leave a chunk: a user ``trace_fn(position, context)`` evaluated at every
 ``thin``-th step after burn-in (stacked: the thinned samples) and a ``mean_fn`` accumulated
-as a running sum (posterior means of large objects such as kernels), plus acceptance
-statistics. A tqdm progress bar follows the chunks. The random key of step ``t`` is
-``fold_in(key, t)``, so a run is independent of the chunk size and a resumed run
+as a running sum (posterior means of large objects such as kernels), plus acceptance and
+divergence statistics. A tqdm progress bar follows the chunks. The random key of step ``t``
+is ``fold_in(key, t)``, so a run is independent of the chunk size and a resumed run
 (:func:`sample` with ``save_path`` and ``resume=True``) reproduces the uninterrupted one
-exactly. A chain whose state becomes non-finite (NaN/inf) is frozen at its last finite
-state; the run then stops after the current chunk with ``diverged = True`` and a message,
-keeping the samples drawn before the divergence (samples after it are flagged invalid).
-MALA itself never accepts a non-finite proposal (its acceptance probability is 0), so for
-MALA a divergence can only come from a non-finite starting point, and the per-step check
-looks at the (scalar) log density only; SGLD/ULA check every parameter. The select that
-freezes a chain runs only at a step where some chain needs it. The Gaussian noise is drawn
-leaf by leaf (blackjax ravels the whole parameter pytree for it, two copies per step).
+exactly. Burn-in: MALA's step size is adapted per chain by Robbins--Monro on ``log ε``;
+NUTS runs ``blackjax.window_adaptation`` over the whole burn-in in one jitted call (a
+checkpoint is written after it; an interrupted warm-up is redone on resume). A chain whose
+state becomes non-finite (NaN/inf) is frozen at its last finite state; the run then stops
+after the current chunk with ``diverged = True`` and a message, keeping the samples drawn
+before the divergence (samples after it are flagged invalid). MALA and NUTS never accept a
+non-finite proposal, so for them such a divergence can only come from a non-finite starting
+point; NUTS's *divergent transitions* (energy error above blackjax's threshold, rejected)
+are counted separately (``SampleResult.divergences``).
 
 Per-chain ``context`` (a pytree with a leading chain axis, e.g. the residual scaling ρ of
 each chain) is passed to every density, so chains of different models are vmapped together.
@@ -50,9 +34,7 @@ each chain) is passed to every density, so chains of different models are vmappe
 
 from __future__ import annotations
 
-import abc
 import json
-import operator
 import os
 import time
 from collections.abc import Callable
@@ -60,8 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import blackjax
-import blackjax.mcmc.proposal as bj_proposal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -69,9 +49,13 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 from tqdm.auto import tqdm
 
+from .samplers import MALA, NUTS, SGLD, ULA, NUTSChain, Sampler, _all_finite
+
 __all__ = [
     "Sampler",
     "MALA",
+    "NUTS",
+    "NUTSChain",
     "ULA",
     "SGLD",
     "RunState",
@@ -85,182 +69,6 @@ PyTree = Any
 
 
 # --------------------------------------------------------------------------------------
-# Samplers
-# --------------------------------------------------------------------------------------
-
-
-def _all_finite(tree) -> Array:
-    leaves = jax.tree.leaves(tree)
-    out = jnp.array(True)
-    for x in leaves:
-        out = out & jnp.all(jnp.isfinite(x))
-    return out
-
-
-def _leaf_noise(key, tree) -> PyTree:
-    """Standard Gaussian noise of ``tree``'s structure, drawn leaf by leaf in each leaf's dtype.
-
-    blackjax (``util.generate_gaussian_noise``) ravels the whole pytree to draw one vector
-    and unravels it: two copies of every parameter per step, measured at about 10 % of a
-    MALA step of the ResNet posterior on a CPU.
-    """
-    leaves, treedef = jax.tree.flatten(tree)
-    keys = jax.random.split(key, len(leaves))
-    return jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype)
-                                        for k, x in zip(keys, leaves)])
-
-
-def _mala_energy(state, new_state, step_size):
-    """blackjax's MALA transition energy (``mcmc.mala.build_kernel``): state -> new_state."""
-    theta = jax.tree.map(lambda x, new_x, g: x - new_x - step_size * g,
-                         state.position, new_state.position, new_state.logdensity_grad)
-    return -new_state.logdensity + 0.25 * (1.0 / step_size) * _sum_sq(theta)
-
-
-def _sum_sq(tree) -> Array:
-    return jax.tree.reduce(operator.add, jax.tree.map(lambda x: jnp.sum(x * x), tree))
-
-
-class Sampler(eqx.Module):
-    """One Langevin transition on one chain: ``init`` / ``step`` over a position pytree.
-
-    Subclasses hold the model functions (static) and the data (array leaves, traced).
-    ``step(key, state, context, step_size) -> (state, acceptance_probability)``.
-    """
-
-    @abc.abstractmethod
-    def init(self, position: PyTree, context: PyTree) -> PyTree: ...
-
-    @abc.abstractmethod
-    def step(self, key, state, context, step_size) -> tuple[PyTree, Array]: ...
-
-    @abc.abstractmethod
-    def position(self, state) -> PyTree: ...
-
-    def is_finite(self, state) -> Array:
-        return _all_finite(state)
-
-    @property
-    def adaptive(self) -> bool:
-        """Whether the step size is adapted during burn-in (needs an acceptance rate)."""
-        return False
-
-
-class MALA(Sampler):
-    """Full-batch MALA (``blackjax.mala``) on ``logdensity_fn(position, data, context)``.
-
-    ``temperature`` divides the log density (posterior tempering); ``1`` is the Bayesian
-    posterior.
-    """
-
-    logdensity_fn: Callable = eqx.field(static=True)
-    data: PyTree = None
-    temperature: float = eqx.field(static=True, default=1.0)
-
-    def _ld(self, context):
-        return lambda p: self.logdensity_fn(p, self.data, context) / self.temperature
-
-    def init(self, position, context):
-        return blackjax.mala.init(position, self._ld(context))
-
-    def step(self, key, state, context, step_size):
-        # blackjax.mala.build_kernel()'s step (Euler proposal, asymmetric MH ratio, binomial
-        # accept/reject on blackjax's MALAState), except that the noise is drawn leaf by
-        # leaf (_leaf_noise), the reverse move's energy is computed from the noise (one pass
-        # over the parameters fewer), and a proposal with a non-finite log density gets
-        # -inf, so that it is rejected (blackjax rejects NaN and -inf, would accept +inf).
-        ld = self._ld(context)
-
-        def guarded(p):
-            v = ld(p)
-            return jnp.where(v < jnp.inf, v, -jnp.inf)
-
-        k_noise, k_accept = jax.random.split(key)
-        noise = _leaf_noise(k_noise, state.position)
-        scale = jnp.sqrt(2 * step_size)
-        pos = jax.tree.map(lambda p, g, n: p + step_size * g + scale * n,
-                           state.position, state.logdensity_grad, noise)
-        new = blackjax.mcmc.mala.MALAState(pos, *jax.value_and_grad(guarded)(pos))
-        # energy of the reverse move new -> state: its theta = x' - x - eps g = sqrt(2 eps) n
-        prev_energy = -state.logdensity + 0.5 * _sum_sq(noise)
-        log_p_accept = bj_proposal.safe_energy_diff(prev_energy,
-                                                    _mala_energy(state, new, step_size))
-        new, (_, p_accept, _) = bj_proposal.static_binomial_sampling(
-            k_accept, log_p_accept, state, new)
-        return new, jnp.asarray(p_accept, step_size.dtype)
-
-    def is_finite(self, state):
-        # An accepted proposal has a finite log density, and a non-finite position or
-        # gradient makes its acceptance ratio NaN or -inf (rejected): from a finite start
-        # the state stays finite, and the (scalar) log density suffices per step.
-        return jnp.isfinite(state.logdensity)
-
-    def position(self, state):
-        return state.position
-
-    @property
-    def adaptive(self) -> bool:
-        return True
-
-
-class SGLD(Sampler):
-    """Mini-batch SGLD (``blackjax.sgld``'s step): ``x + ε ∇log p̂(x) + sqrt(2 T ε) ξ``.
-
-    ``logprior_fn(position, context)``; ``loglik_fn(position, example, context)`` is the log
-    likelihood of ONE example (a slice of ``data`` along its leading axis). ``batch_size``
-    examples are drawn without replacement at every step; ``None`` uses the full data set
-    (then this is the unadjusted Langevin algorithm, see :class:`ULA`).
-    """
-
-    logprior_fn: Callable = eqx.field(static=True)
-    loglik_fn: Callable = eqx.field(static=True)
-    data: PyTree = None
-    batch_size: int | None = eqx.field(static=True, default=None)
-    temperature: float = eqx.field(static=True, default=1.0)
-
-    @property
-    def data_size(self) -> int:
-        return int(jax.tree.leaves(self.data)[0].shape[0])
-
-    def __check_init__(self):
-        n = self.data_size
-        if self.batch_size is not None and not (1 <= self.batch_size <= n):
-            raise ValueError(f"batch_size must be in [1, {n}] (the data size), "
-                             f"got {self.batch_size}")
-
-    def init(self, position, context):
-        return position
-
-    def step(self, key, state, context, step_size):
-        n = self.data_size
-        k_batch, k_noise = jax.random.split(key)
-        if self.batch_size is None or self.batch_size == n:
-            batch = self.data
-        else:
-            idx = jax.random.choice(k_batch, n, (self.batch_size,), replace=False)
-            batch = jax.tree.map(lambda a: a[idx], self.data)
-        grad = blackjax.sgmcmc.gradients.grad_estimator(
-            lambda p: self.logprior_fn(p, context),
-            lambda p, ex: self.loglik_fn(p, ex, context),
-            n,
-        )(state, batch)
-        # blackjax.sgld's Euler step, with the noise drawn leaf by leaf (_leaf_noise)
-        noise = _leaf_noise(k_noise, state)
-        scale = jnp.sqrt(2 * self.temperature * step_size)
-        new = jax.tree.map(lambda p, g, z: p + step_size * g + scale * z, state, grad, noise)
-        return new, jnp.ones((), step_size.dtype)
-
-    def position(self, state):
-        return state
-
-
-def ULA(logprior_fn: Callable, loglik_fn: Callable, data: PyTree,
-        temperature: float = 1.0) -> SGLD:
-    """Unadjusted (full-batch) Langevin: :class:`SGLD` with the whole data set every step."""
-    return SGLD(logprior_fn, loglik_fn, data, None, temperature)
-
-
-# --------------------------------------------------------------------------------------
 # Driver state and result
 # --------------------------------------------------------------------------------------
 
@@ -271,7 +79,9 @@ class RunState(NamedTuple):
     ``chain``: sampler states; ``log_step_size`` ``(C,)``; ``step``: steps done;
     ``accept_sum`` ``(C,)`` and ``n_accept``: acceptance probabilities summed over the
     sampling phase; ``diverged_at`` ``(C,)``: step of the first non-finite state or -1;
-    ``mean_sum`` / ``mean_count``: running sums of ``mean_fn`` over valid thinned samples.
+    ``mean_sum`` / ``mean_count``: running sums of ``mean_fn`` over valid thinned samples;
+    ``divergent_sum`` ``(C,)``: divergent transitions of the sampling phase (NUTS);
+    ``warmup_divergent`` ``(C,)``: those of a sampler's own warm-up.
     """
 
     chain: PyTree
@@ -283,6 +93,8 @@ class RunState(NamedTuple):
     diverged_at: Array
     mean_sum: PyTree
     mean_count: Array
+    divergent_sum: Array
+    warmup_divergent: Array
 
 
 @dataclass
@@ -305,6 +117,8 @@ class SampleResult:
         Mean acceptance probability over the sampling phase (1 for SGLD/ULA).
     step_size : ``(C,)``
         Step size used after burn-in.
+    divergences : ``(C,)`` int
+        Divergent transitions after burn-in (NUTS; 0 for the other samplers).
     steps : int
         Steps done (burn-in included).
     diverged : bool
@@ -328,6 +142,7 @@ class SampleResult:
     message: str
     seconds: float
     meta: dict = field(default_factory=dict)
+    divergences: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
@@ -354,7 +169,7 @@ def _advance(sampler: Sampler, state: RunState, context, key, n_blocks: int, thi
         t = st.step
         keys = jax.random.split(jax.random.fold_in(key, t), C)
         eps = jnp.exp(st.log_step_size)
-        new_chain, acc = jax.vmap(sampler.step)(keys, st.chain, context, eps)
+        new_chain, acc, div = jax.vmap(sampler.step)(keys, st.chain, context, eps)
         ok = jax.vmap(sampler.is_finite)(new_chain)
         alive = st.diverged_at < 0
         take = ok & alive
@@ -382,6 +197,8 @@ def _advance(sampler: Sampler, state: RunState, context, key, n_blocks: int, thi
             diverged_at=jnp.where(alive & ~ok, t, st.diverged_at),
             mean_sum=st.mean_sum,
             mean_count=st.mean_count,
+            divergent_sum=st.divergent_sum + (take & div & ~in_burn).astype(jnp.int32),
+            warmup_divergent=st.warmup_divergent,
         ), None
 
     def block(st: RunState, _):
@@ -406,6 +223,35 @@ def _advance(sampler: Sampler, state: RunState, context, key, n_blocks: int, thi
         return st, (out, valid)
 
     return jax.lax.scan(block, state, None, length=n_blocks)
+
+
+#: ``fold_in`` tag of the warm-up key (steps use ``fold_in(key, t)`` with ``t < 2**31 - 1``)
+_WARMUP_TAG = 2**31 - 1
+
+
+@eqx.filter_jit
+def _warmup(sampler: Sampler, state: RunState, context, key, n_steps: int):
+    """A sampler's own warm-up (:meth:`Sampler.warmup`) over ``n_steps``, all chains at once."""
+    C = state.log_step_size.shape[0]
+    keys = jax.random.split(jax.random.fold_in(key, _WARMUP_TAG), C)
+    chain, eps, acc, div = jax.vmap(
+        lambda k, s, c, e: sampler.warmup(k, s, c, n_steps, e)
+    )(keys, state.chain, context, jnp.exp(state.log_step_size))
+    ok = jax.vmap(sampler.is_finite)(chain) & jnp.isfinite(eps) & (eps > 0)
+    alive = state.diverged_at < 0
+    take = ok & alive
+    chain = jax.tree.map(
+        lambda n, o: jnp.where(take.reshape((C,) + (1,) * (n.ndim - 1)), n, o),
+        chain, state.chain)
+    dtype = state.log_step_size.dtype
+    return state._replace(
+        chain=chain,
+        log_step_size=jnp.where(take, jnp.log(eps).astype(dtype), state.log_step_size),
+        step=state.step + n_steps,
+        accept_burn_sum=state.accept_burn_sum + jnp.where(take, acc, 0.0) * n_steps,
+        diverged_at=jnp.where(alive & ~ok, state.step, state.diverged_at),
+        warmup_divergent=state.warmup_divergent + div,
+    )
 
 
 @eqx.filter_jit
@@ -572,14 +418,15 @@ def _sample(
         Base key; step ``t`` uses ``fold_in(key, t)`` (so results do not depend on
         ``chunk_size`` and a resumed run equals an uninterrupted one).
     sampler:
-        :class:`MALA`, :class:`SGLD` or :func:`ULA`.
+        :class:`MALA`, :class:`NUTS`, :class:`SGLD` or :func:`ULA`.
     positions:
         Initial positions, every leaf with a leading chain axis ``C``.
     n_steps:
         Total number of steps, burn-in included. The sampling phase is cut to a multiple
         of ``thin``.
     burn_in:
-        Steps discarded first (default ``n_steps // 2``); MALA adapts its step size here.
+        Steps discarded first (default ``n_steps // 2``); MALA adapts its step size here,
+        NUTS runs ``blackjax.window_adaptation`` (step size and diagonal mass matrix).
     thin:
         Keep every ``thin``-th state after burn-in.
     context:
@@ -629,7 +476,8 @@ def _sample(
         raise TypeError(f"positions must be floating point, got {dtype}")
     adapt = sampler.adaptive if adapt_step_size is None else bool(adapt_step_size)
     if adapt and not sampler.adaptive:
-        raise ValueError(f"{type(sampler).__name__} has no acceptance rate to adapt to")
+        raise ValueError(f"{type(sampler).__name__} has no acceptance rate to adapt to"
+                         + (" (it adapts in its own warm-up)" if sampler.has_warmup else ""))
     eps0 = jnp.broadcast_to(jnp.asarray(step_size, dtype), (C,))
     if not bool(jnp.all(jnp.isfinite(eps0) & (eps0 > 0))):
         raise ValueError(f"step_size must be positive and finite, got {step_size}")
@@ -654,6 +502,8 @@ def _sample(
         diverged_at=jnp.full((C,), -1, jnp.int32),
         mean_sum=None if mean_like is None else jax.tree.map(jnp.zeros_like, mean_like),
         mean_count=jnp.zeros((C,), dtype),
+        divergent_sum=jnp.zeros((C,), jnp.int32),
+        warmup_divergent=jnp.zeros((C,), jnp.int32),
     )
     meta = dict(n_chains=C, n_steps=n_steps, burn_in=burn_in, thin=thin, sampler=type(
         sampler).__name__, key=_key_data(key).tolist(), adapt=adapt,
@@ -684,7 +534,9 @@ def _sample(
     diverged = bool(np.any(np.asarray(state.diverged_at) >= 0))
     try:
         while done < total and not diverged:
-            if done < burn_in:
+            if done < burn_in and sampler.has_warmup:
+                state = _warmup(sampler, state, context, key, burn_in - done)
+            elif done < burn_in:
                 n = min(chunk_size, burn_in - done)
                 state, _ = _advance(sampler, state, context, key, n, 1, burn_in, False,
                                     adapt, **kw)
@@ -756,6 +608,7 @@ def _sample(
         message=message,
         seconds=time.perf_counter() - t0,
         meta=meta,
+        divergences=np.asarray(state.divergent_sum),
     )
 
 

@@ -10,8 +10,9 @@ the likelihood
   one-hot targets (several classes), :math:`T` = ``noise``;
 * ``"softmax"``: :math:`p(y = k \mid x) = \mathrm{softmax}(f(x))_k` (``d_out`` = classes),
 
-and the posterior is sampled with :mod:`fieldres.bayes.sampling` (MALA, ULA or SGLD; chains start
-from independent prior draws, i.e. freshly initialised networks). :func:`train_sweep` runs
+and the posterior is sampled with :mod:`fieldres.bayes.sampling` (MALA, NUTS, ULA or SGLD;
+chains, 4 by default, start from independent prior draws, i.e. freshly initialised
+networks). :func:`train_sweep` runs
 several residual scalings ``rho`` at one depth in a single vmapped (and device-sharded) run;
 :func:`train` is one ``rho`` on a CIFAR-10/MNIST subset and is what ``fieldres train`` calls.
 
@@ -42,6 +43,16 @@ Measurements (per ``rho``; pooled over chains, with standard errors over chains)
     near 0 there. ``kernel_change_se``: jackknife over chains (>= 3 chains).
     ``kernel_change_from_init``: each chain's posterior-mean kernel against its own starting
     kernel, averaged over chains (includes the chain's wandering through the prior).
+``rhat_max`` / ``ess_min`` / ``converged``
+    convergence diagnostics (:mod:`fieldres.bayes.diagnostics`, ArviZ): the largest
+    rank-normalised split-R̂ and the smallest bulk/tail ESS over the per-draw test
+    predictions :math:`f_\theta(x)`, the per-draw test error and training loss, and the
+    entries of the output kernel :math:`\sigma^2_{w,\mathrm{out}} \hat C +
+    \sigma^2_{b,\mathrm{out}}` on the first :data:`N_KERNEL_DIAGNOSED` kernel inputs;
+    ``converged`` is ``rhat_max < 1.01 and ess_min >= 400``; ``ess_per_second`` is
+    ``ess_min`` over the wall time of the sampling run (warm-up and compilation included;
+    for a sweep the run of all its ``rho``); ``divergences``: NUTS's divergent transitions
+    after warm-up. Only chains that never diverged enter.
 ``kernel_alignment``
     centred kernel--target alignment :math:`A(K, Y) = \langle K_c, Y_c Y_c^T\rangle_F /
     (\lVert K_c\rVert_F \lVert Y_c Y_c^T\rVert_F)` (Cortes, Mohri, Rostamizadeh 2012) of the
@@ -64,8 +75,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..bayes.diagnostics import Diagnostics, diagnose
+from ..bayes.measures import debiased_change, kernel_alignment, relative_change
 from ..bayes.models import apply, hidden_kernels, init_params, log_prior
-from ..bayes.sampling import MALA, SGLD, sample
+from ..bayes.sampling import MALA, NUTS, SGLD, sample
 from ..kernels.activations import get_activation
 from ..kernels.recursion import Hyper, input_kernel, resnet_kernels
 
@@ -80,16 +93,22 @@ __all__ = [
     "make_log_density",
 ]
 
-SAMPLERS = ("mala", "ula", "sgld")
+SAMPLERS = ("mala", "nuts", "ula", "sgld")
 LIKELIHOODS = ("gaussian", "softmax")
 
 #: Settings of ``fieldres train --preset NAME`` (overridden by explicit options).
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # a few seconds of sampling on 2 CPU cores (plus compilation)
-    "smoke": dict(n_train=40, n_test=100, depth=4, width=32, steps=200, n_chains=2),
-    # the defaults of ``fieldres train``: a small job, about a minute on 2 CPU cores
-    "small": dict(n_train=100, n_test=500, depth=10, width=64, steps=1000, n_chains=2),
+    "smoke": dict(n_train=40, n_test=100, depth=4, width=32, steps=200, n_chains=4),
+    # the defaults of ``fieldres train``: a small job, minutes on 2 CPU cores
+    "default": dict(n_train=100, n_test=500, depth=10, width=64, steps=1000, n_chains=4),
+    # the posterior of the paper's experiment (issue 13): sized for a GPU
+    "paper": dict(n_train=500, n_test=2000, depth=10, width=256, steps=4000, n_chains=4),
 }
+
+#: How many of the kernel inputs enter the diagnostics of the output kernel: the
+#: ``n (n + 1) / 2`` entries of ``sigma_w,out^2 C_hat + sigma_b,out^2`` on the first ``n``.
+N_KERNEL_DIAGNOSED = 8
 
 
 @dataclass
@@ -125,6 +144,13 @@ class TrainResult:
     seconds: float
     diverged: bool = False
     message: str = "ok"
+    rhat_max: float = float("nan")
+    ess_min: float = float("nan")
+    ess_bulk_min: float = float("nan")
+    ess_tail_min: float = float("nan")
+    ess_per_second: float = float("nan")
+    divergences: int = 0
+    converged: bool = False
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -150,59 +176,6 @@ def _clean(v):
 # --------------------------------------------------------------------------------------
 # Measures
 # --------------------------------------------------------------------------------------
-
-
-def relative_change(K, K_ref) -> float:
-    """``||K - K_ref||_F / ||K_ref||_F``."""
-    K, K_ref = np.asarray(K, np.float64), np.asarray(K_ref, np.float64)
-    return float(np.linalg.norm(K - K_ref) / np.linalg.norm(K_ref))
-
-
-def debiased_change(Ks, K_ref) -> tuple[float, float]:
-    r"""Relative distance of the mean of independent kernel estimates from ``K_ref``.
-
-    ``Ks`` ``(C, P, P)`` are independent estimates (one per chain) of a mean kernel ``M``.
-    The plain distance ``||mean(Ks) - K_ref||_F`` is biased upwards by the estimates'
-    fluctuations (``E||m - K_ref||^2 = ||M - K_ref||^2 + tr Cov(m)``); with
-    ``tr Cov(m) ~ sum_c ||K_c - m||^2 / (C (C - 1))`` the squared distance is debiased:
-
-    .. math::
-
-        \widehat{d^2} = \lVert \bar K - K_\mathrm{ref} \rVert_F^2
-        - \frac{1}{C (C-1)} \sum_c \lVert K_c - \bar K \rVert_F^2 .
-
-    Returns ``(sqrt(max(d2, 0)) / ||K_ref||, raw ||mean - K_ref|| / ||K_ref||)``; the first is
-    ``nan`` for fewer than two estimates.
-    """
-    Ks = np.asarray(Ks, np.float64)
-    K_ref = np.asarray(K_ref, np.float64)
-    if Ks.ndim != 3 or Ks.shape[0] == 0:
-        return float("nan"), float("nan")
-    m = Ks.mean(0)
-    ref = np.linalg.norm(K_ref)
-    raw2 = np.sum((m - K_ref) ** 2)
-    C = Ks.shape[0]
-    if C < 2:
-        return float("nan"), float(np.sqrt(raw2) / ref)
-    var = np.sum((Ks - m) ** 2) / (C * (C - 1))
-    return float(np.sqrt(max(raw2 - var, 0.0)) / ref), float(np.sqrt(raw2) / ref)
-
-
-def kernel_alignment(K, Y) -> float:
-    """Centred kernel--target alignment ``<K_c, Y_c Y_c^T>_F / (||K_c||_F ||Y_c Y_c^T||_F)``.
-
-    ``Y`` is ``(P,)`` (e.g. ±1 labels) or ``(P, k)`` (one-hot); centring by
-    ``H = I - 1 1^T / P`` on both sides (Cortes, Mohri & Rostamizadeh, JMLR 13, 2012).
-    Lies in ``[-1, 1]``; 1 means the kernel is a multiple of the centred label kernel.
-    """
-    K = np.asarray(K, np.float64)
-    Y = np.asarray(Y, np.float64)
-    Y = Y[:, None] if Y.ndim == 1 else Y
-    Kc = K - K.mean(0, keepdims=True) - K.mean(1, keepdims=True) + K.mean()
-    Yc = Y - Y.mean(0, keepdims=True)
-    T = Yc @ Yc.T
-    den = np.linalg.norm(Kc) * np.linalg.norm(T)
-    return float(np.sum(Kc * T) / den) if den > 0 else float("nan")
 
 
 def make_log_density(likelihood: str, noise: float, hyper: Hyper, activation):
@@ -253,6 +226,28 @@ def _predict_metrics(F, y, likelihood):
     return float(err), float(mse)
 
 
+def _version() -> str:
+    from .. import __version__
+
+    return str(__version__)
+
+
+def _diagnose_group(res, cs, f_te, yte, per_sample_loss, likelihood):
+    """ArviZ diagnostics of one ``rho``'s chains (those that never diverged)."""
+    keep = [j for j, c in enumerate(cs) if res.valid[:, c].all()]
+    f = np.asarray(f_te)[:, keep]  # (S, c, n_test, d_out)
+    probs = np.asarray(jax.nn.softmax(f, axis=-1)) if likelihood == "softmax" else f
+    err = np.array([[_predict_metrics(probs[s, j], yte, likelihood)[0]
+                     for j in range(len(keep))] for s in range(f.shape[0])])
+    kern = np.asarray(res.traces["kernel"], np.float64)[:, np.asarray(cs)[keep]]
+    draws = dict(test_predictions=f, test_error=err,
+                 train_loss=np.asarray(per_sample_loss)[:, keep], output_kernel=kern)
+    if not keep or f.shape[0] < 4:
+        nan = float("nan")
+        return Diagnostics(nan, nan, nan, nan, False, len(keep), int(f.shape[0]))
+    return diagnose({k: np.swapaxes(v, 0, 1) for k, v in draws.items()})
+
+
 def _se(v) -> float | None:
     v = np.asarray(v, np.float64)
     v = v[np.isfinite(v)]
@@ -293,6 +288,7 @@ def train_sweep(
     n_chains: int = 4,
     n_kernel: int = 200,
     seed: int = 0,
+    max_num_doublings: int = 10,
     dtype: str = "float32",
     chunk_size: int = 100,
     progress: bool = False,
@@ -366,6 +362,8 @@ def train_sweep(
     data = (jnp.asarray(xtr, dt), ytr_j)
     if sampler == "mala":
         smp = MALA(logdensity, data, temperature)
+    elif sampler == "nuts":
+        smp = NUTS(logdensity, data, temperature, max_num_doublings=max_num_doublings)
     else:
         bs = None if sampler == "ula" else (batch_size or min(len(xtr), 32))
         smp = SGLD(logprior, loglik, data, bs, temperature)
@@ -379,9 +377,13 @@ def train_sweep(
     Xte_j = jnp.asarray(xte, dt)
     Xtr_j = data[0]
 
+    iu = np.triu_indices(min(N_KERNEL_DIAGNOSED, len(Xk)))
+
     def trace_fn(p, rho):
-        return dict(test=apply(p, Xte_j, rho, hyper_s, act), train=apply(p, Xtr_j, rho,
-                                                                           hyper_s, act))
+        Ck = hidden_kernels(p, Xk[:N_KERNEL_DIAGNOSED], rho, hyper_s, act)[1]
+        return dict(test=apply(p, Xte_j, rho, hyper_s, act),
+                    train=apply(p, Xtr_j, rho, hyper_s, act),
+                    kernel=hyper_s.sigma_w2_out * Ck[iu] + hyper_s.sigma_b2_out)
 
     def kernel_fn(p, rho):
         return hidden_kernels(p, Xk, rho, hyper_s, act)[1]
@@ -450,6 +452,8 @@ def train_sweep(
             per_sample = -np.mean(np.take_along_axis(logp, ytr[None, None, :, None], -1)[..., 0],
                                   -1)
         train_loss = float(np.sum(per_sample * w) / n_valid) if n_valid else float("nan")
+        diag = _diagnose_group(res, cs, f_te[:, cs], yte, per_sample, likelihood)
+        n_div = int(np.sum(np.asarray(res.divergences)[cs]))
         ok = [c for c in cs if np.all(np.isfinite(C_post[c]))]
         change, change_raw = debiased_change(C_post[ok], C_theory[g])
         # jackknife over chains (leave one chain out; needs 3 chains for the debiasing)
@@ -485,14 +489,29 @@ def train_sweep(
             kernel_alignment=float(np.mean(aligns)) if aligns else float("nan"),
             kernel_alignment_se=_se(aligns),
             kernel_alignment_prior=float(np.mean(aligns0)),
-            acceptance_rate=float(np.nanmean(acc)) if sampler == "mala" else None,
+            acceptance_rate=float(np.nanmean(acc)) if sampler in ("mala", "nuts") else None,
             step_size=float(np.mean(res.step_size[cs])),
             steps=res.steps,
             n_samples=int(n_valid),
             seconds=seconds,
             diverged=bool(np.any(np.asarray(res.state.diverged_at)[cs] >= 0)),
             message=res.message,
+            rhat_max=diag.rhat_max,
+            ess_min=diag.ess_min,
+            ess_bulk_min=diag.ess_bulk_min,
+            ess_tail_min=diag.ess_tail_min,
+            ess_per_second=diag.ess_min / seconds,
+            divergences=n_div,
+            converged=diag.converged and n_div == 0,
             extra=dict(
+                diagnostics=diag.per_quantity,
+                n_chains_diagnosed=diag.n_chains,
+                warmup_divergences=int(np.sum(np.asarray(res.state.warmup_divergent)[cs])),
+                activation=act.name,
+                hyper={k: float(getattr(hyper, k)) for k in ("sigma_w2", "sigma_b2",
+                       "sigma_w2_out", "sigma_b2_out", "sigma_w2_in", "sigma_b2_in")},
+                seed=int(seed),
+                fieldres_version=_version(),
                 burn_in=res.burn_in,
                 thin=res.thin,
                 noise=float(noise),

@@ -7,7 +7,7 @@ scaling    rho*(L) over depths with the fitted exponents (paper Fig. 4c)
 response   chi^out(rho) curves for several depths (paper Fig. 4a, b)
 kernel     per-layer kernel and response trajectories as JSON or .npz
 nlo, simulate                 finite-width theory and its Monte-Carlo check
-train                         Bayesian (Langevin) training
+train, sweep                  Bayesian (Langevin) training, and grids of it on submitit
 edge-of-chaos, resnet-meanfield, jacobian-spectrum   the mean-field toolkit
 
 Each command group lives in its own module and registers its subcommands here; each
@@ -55,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(Fischer, Dahmen, Helias, arXiv:2305.07715).",
     )
     from .. import __version__
-    from . import finite_width, meanfield, posterior, signal, train
+    from . import finite_width, meanfield, posterior, signal, sweep, train
 
-    groups = [signal, finite_width, train, posterior, meanfield]
+    groups = [signal, finite_width, train, sweep, posterior, meanfield]
     p.add_argument("--version", action="version", version=f"fieldres {__version__}")
     p.add_argument("--debug", action="store_true",
                    help="show the traceback of an internal error")

@@ -11,7 +11,7 @@ from ._common import (
 )
 
 _TRAIN_DEFAULTS = dict(n_train=100, n_test=500, depth=10, rho=0.3, width=64, sampler="mala",
-                       steps=1000, n_chains=2)
+                       steps=1000, n_chains=4)
 
 
 def cmd_train(args) -> int:
@@ -20,13 +20,19 @@ def cmd_train(args) -> int:
 
     jax.config.update("jax_enable_x64", True)
     from fieldres.bayes.training import TRAIN_PRESETS, train
+    from fieldres.defaults import check_preset
 
     opts = dict(_TRAIN_DEFAULTS)
     if args.preset:
-        opts.update(TRAIN_PRESETS[args.preset])
+        try:
+            opts.update(TRAIN_PRESETS[check_preset(args.preset)])
+        except ValueError as e:
+            raise CLIError(str(e)) from None
     for k in opts:
         if getattr(args, k, None) is not None:
             opts[k] = getattr(args, k)
+    opts["step_size"] = (args.step_size if args.step_size is not None
+                         else 0.1 if opts["sampler"] == "nuts" else 1e-3)
     for name in ("n_train", "n_test", "depth", "width", "steps", "n_chains"):
         if opts[name] < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {opts[name]}")
@@ -56,13 +62,13 @@ def cmd_train(args) -> int:
         sampler=opts["sampler"], steps=opts["steps"], n_chains=opts["n_chains"],
         k0_scale=args.k0_scale, data_dir=args.data_dir, seed=args.seed, noise=args.noise,
         likelihood=args.likelihood, temperature=args.temperature, burn_in=args.burn_in,
-        thin=args.thin, step_size=args.step_size, batch_size=args.batch_size, hyper=hyper,
+        thin=args.thin, step_size=opts["step_size"], batch_size=args.batch_size, hyper=hyper,
         activation=args.activation, dtype=args.dtype, progress=not args.json and
         not args.no_progress and sys.stderr.isatty(), save_path=args.save, resume=args.resume,
     )
     d = res.to_dict()
     if args.json:
-        print(json.dumps(d, indent=2))
+        print(json.dumps(d, indent=2, allow_nan=False))
     else:
         print(f"Bayesian training ({d['sampler']}) of a depth-{d['depth']}, width-{d['width']} "
               f"{args.activation} ResNet, rho = {d['rho']:g}, on {d['dataset']} "
@@ -83,6 +89,20 @@ def cmd_train(args) -> int:
         print(f"  {d['steps']} steps x {d['n_chains']} chains, {d['n_samples']} samples kept"
               + ("" if acc is None else f", acceptance rate {acc:.3f}")
               + f", step size {d['step_size']:.3g}, {d['seconds']:.1f} s")
+
+        def num(v, fmt):
+            return "undefined" if v is None else f"{v:{fmt}}"
+
+        print(f"  convergence: R-hat max {num(d['rhat_max'], '.4f')}, ESS min "
+              f"{num(d['ess_min'], '.0f')} (bulk {num(d['ess_bulk_min'], '.0f')}, tail "
+              f"{num(d['ess_tail_min'], '.0f')}), {num(d['ess_per_second'], '.3g')} ESS/s, "
+              f"{d['divergences']} divergent transitions")
+        if d["converged"]:
+            print("  converged (R-hat < 1.01, ESS >= 400, no divergences)")
+        else:
+            print("  NOT CONVERGED: the numbers above are not a posterior result "
+                  "(need R-hat < 1.01, ESS >= 400 and no divergences; run more steps, more "
+                  "chains or --sampler nuts)")
     if res.diverged:
         print(f"fieldres: warning: {res.message}", file=sys.stderr)
         return 1
@@ -97,8 +117,9 @@ def register(sub) -> None:
     """Add this group's subcommands to the ``fieldres`` parser."""
     # --- commands of Bayesian training (issue 4) go here ---
     s = sub.add_parser("train", help="Bayesian (Langevin) training on CIFAR-10/MNIST subsets")
-    s.add_argument("--preset", choices=["smoke", "small"],
-                   help="smoke: under a minute on 2 cores; small: the defaults")
+    s.add_argument("--preset", metavar="{smoke,default,paper}",
+                   help="smoke: under a minute on 2 cores; default: the defaults; paper: the "
+                        "posterior of the paper's experiment (GPU-sized)")
     s.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist"])
     s.add_argument("--classes", nargs="+", default=["dog", "airplane"],
                    help="class names (default: dog airplane; two give ±1 labels)")
@@ -119,14 +140,18 @@ def register(sub) -> None:
     s.add_argument("--noise", type=float, default=0.1,
                    help="variance T of the Gaussian likelihood y ~ N(f(x), T) (default 0.1)")
     s.add_argument("--temperature", type=float, default=1.0, help="posterior temperature")
-    s.add_argument("--sampler", choices=["mala", "ula", "sgld"], help="default mala")
+    s.add_argument("--sampler", choices=["mala", "nuts", "ula", "sgld"],
+                   help="default mala; nuts: NUTS with window adaptation of the step size "
+                        "and a diagonal mass matrix")
     s.add_argument("--steps", type=int, help="total Langevin steps incl. burn-in (default 1000)")
     s.add_argument("--burn-in", type=int, help="default: half of --steps")
     s.add_argument("--thin", type=int, help="keep every THIN-th step (default: ~100 samples)")
-    s.add_argument("--step-size", type=float, default=1e-3,
-                   help="initial step size (MALA adapts it during burn-in)")
+    s.add_argument("--step-size", type=float,
+                   help="initial step size, adapted during burn-in by MALA and NUTS "
+                        "(default 1e-3; nuts 0.1)")
     s.add_argument("--batch-size", type=int, help="SGLD mini-batch size (default 32)")
-    s.add_argument("--n-chains", type=int, help="independent chains (default 2)")
+    s.add_argument("--n-chains", type=int,
+                   help="independent chains from prior draws (default 4; R-hat needs >= 2)")
     s.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="dtype of the sampling (default float32)")
     s.add_argument("--seed", type=int, default=0, help="seed of data selection and chains")
