@@ -16,12 +16,12 @@ import scipy.special
 from jaxtyping import ArrayLike
 
 from ...kernels.activations import Activation, Erf, GaussHermite, ReLU
+from ...kernels.alpha_relu import _c_alpha
 from .recursion import (
     AlphaReLU,
     ResHyper,
     ResMeanField,
     _branch,
-    _c_alpha,
     _check_kind,
     resolve_activation,
 )
