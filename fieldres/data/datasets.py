@@ -765,7 +765,8 @@ def make_dataset(
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
             raise TypeError(f"{name} must be an int, got {value!r}")
     if k0_scale is not None and not (np.isfinite(k0_scale) and k0_scale > 0):
-        raise FieldresInputError(f"k0_scale must be a positive finite number or None, got {k0_scale}")
+        raise FieldresInputError(
+            f"k0_scale must be a positive finite number or None, got {k0_scale}")
 
     loader = _load_cifar10_with_files if ds == "cifar10" else _load_mnist_with_files
     x_tr_raw, lab_tr, names, train_files = loader(data_dir, "train")
