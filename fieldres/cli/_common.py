@@ -249,6 +249,48 @@ def check_network(args, k0_required: bool = True) -> np.ndarray | None:
     return parse_kernel(args.k0 if args.k0 is not None else DEFAULT_K0)
 
 
+#: Opt-out of the persistent compilation cache: ``FIELDRES_JAX_CACHE=0`` (or ``off``).
+CACHE_ENV = "FIELDRES_JAX_CACHE"
+#: Where the cache lives (default ``$XDG_CACHE_HOME/fieldres/jax``, else ``~/.cache/...``).
+CACHE_DIR_ENV = "FIELDRES_JAX_CACHE_DIR"
+
+
+def compilation_cache_dir() -> Path | None:
+    """The persistent compilation cache folder of the CLI, or ``None`` when opted out."""
+    if os.environ.get(CACHE_ENV, "1").strip().lower() in ("0", "off", "no", "false"):
+        return None
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fieldres" / "jax"
+
+
+def enable_compilation_cache() -> Path | None:
+    """Use JAX's persistent compilation cache in a user folder (see :func:`compilation_cache_dir`).
+
+    A command compiles the same few functions every time it runs (the rho* search of one
+    activation, say); the cache keeps XLA's compiled code across runs, so a repeated query
+    pays tracing only (``benchmarks/profile_latency.py`` measures both). Not enabled when
+    opted out, when JAX's own cache folder is configured already, or when the folder cannot
+    be created; returns the folder in use.
+    """
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:  # the user's own setting wins
+        return Path(jax.config.jax_compilation_cache_dir)
+    path = compilation_cache_dir()
+    if path is None:
+        return None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    # the searches compile in ~0.5-10 s; tiny eager kernels are not worth a file each
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    return path
+
+
 def _setup(args):
     """Enable float64 and build the hyperparameters and K0 (already validated).
 
@@ -257,6 +299,7 @@ def _setup(args):
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    enable_compilation_cache()
     import fieldres as fr
 
     hyper = fr.Hyper(args.sigma_w2, args.sigma_b2, args.sigma_w2_out, args.sigma_b2_out)

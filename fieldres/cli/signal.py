@@ -180,8 +180,9 @@ def cmd_scaling(args) -> int:
     depths = sorted(set(args.depths))
     fit = rho_star_scaling(K0, depths, hyper, args.activation,
                            rho_range=(args.rho_min, args.rho_max))
-    cont = [_finite_or_none(rho_star_continuum(float(K0[0, 0]), L, hyper,
-                                               args.activation).rho_star) for L in depths]
+    # one compiled call for all depths (K* and tau* do not depend on L)
+    cont_all = rho_star_continuum(float(K0[0, 0]), np.asarray(depths), hyper, args.activation)
+    cont = [_finite_or_none(x) for x in np.asarray(cont_all.rho_star)]
     result = {
         "depths": depths,
         "rho_star_diagonal": [_finite_or_none(x) for x in fit.diagonal.rho_star],

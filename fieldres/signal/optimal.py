@@ -34,6 +34,7 @@ implemented in :func:`rho_star_continuum`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -98,12 +99,7 @@ class OptimalScaling(eqx.Module):
 
 def chi_entry(rho, K0sub, hyper, act, n_steps, depth, diagonal: bool):
     """``chi^out`` of one entry on its own ``1 x 1`` (diagonal) or ``2 x 2`` block."""
-    P = K0sub.shape[-1]
-    if diagonal:
-        tangent = jnp.eye(P, dtype=K0sub.dtype)[:1, :1] if P == 1 else jnp.zeros_like(K0sub).at[
-            0, 0].set(1.0)
-    else:
-        tangent = jnp.array([[0.0, 1.0], [1.0, 0.0]], dtype=K0sub.dtype)
+    tangent = _tangent(K0sub, diagonal)
 
     def k_out(K0):
         K_L, _ = propagate(K0, rho, hyper, act, n_steps, depth, trajectory=False)
@@ -111,6 +107,14 @@ def chi_entry(rho, K0sub, hyper, act, n_steps, depth, diagonal: bool):
 
     d = jax.jvp(k_out, (K0sub,), (tangent,))[1]
     return d[0, 0] if diagonal else d[0, 1]
+
+
+def _tangent(K0sub, diagonal):
+    if diagonal:
+        P = K0sub.shape[-1]
+        return jnp.eye(P, dtype=K0sub.dtype)[:1, :1] if P == 1 else jnp.zeros_like(K0sub).at[
+            0, 0].set(1.0)
+    return jnp.array([[0.0, 1.0], [1.0, 0.0]], dtype=K0sub.dtype)
 
 
 def _solve_one(K0sub, hyper, depth, act, n_steps, diagonal, grid_u, atol):
@@ -135,8 +139,10 @@ def _solve_one(K0sub, hyper, depth, act, n_steps, diagonal, grid_u, atol):
 
     last_valid = (i == n - 1) | ~valid[jnp.minimum(i + 1, n - 1)]
     first_valid = (i == 0) | ~valid[jnp.maximum(i - 1, 0)]
-    # A genuine interior maximum: the derivative changes sign from + to - across the bracket.
-    sign_change = (dchi_raw(lower, args) > 0) & (dchi_raw(upper, args) < 0)
+    # A genuine interior maximum: the derivative changes sign from + to - across the bracket
+    # (both ends in one vmapped evaluation: one copy of the layer loop to compile).
+    d_ends = jax.vmap(lambda u: dchi_raw(u, args))(jnp.stack([lower, upper]))
+    sign_change = (d_ends[0] > 0) & (d_ends[1] < 0)
     interior = ~last_valid & ~first_valid & sign_change
 
     def dchi(u, args):
@@ -144,9 +150,12 @@ def _solve_one(K0sub, hyper, depth, act, n_steps, diagonal, grid_u, atol):
         # one so it runs cleanly (the result is discarded by the status below).
         return jnp.where(interior, dchi_raw(u, args), centre - u)
 
+    # dchi > 0 at the lower end and < 0 at the upper one (the interior case and the dummy
+    # alike), which is what Bisection's flip="detect" would find by two more evaluations:
+    # flip=True gives the same iterates without compiling those two.
     sol = optx.root_find(
         dchi,
-        optx.Bisection(rtol=0.0, atol=atol),
+        optx.Bisection(rtol=0.0, atol=atol, flip=True),
         centre,
         args,
         options=dict(lower=lower, upper=upper),
@@ -169,18 +178,16 @@ def _solve_one(K0sub, hyper, depth, act, n_steps, diagonal, grid_u, atol):
     return rho, chi, status.astype(jnp.int32)
 
 
-@eqx.filter_jit
-def _solve_batch(K0subs, hyper, depths, act, n_steps, diagonal, grid_u, atol):
-    """vmap over a batch of blocks and depths (same leading shape)."""
-    return jax.vmap(
-        lambda K, d: _solve_one(K, hyper, d, act, n_steps, diagonal, grid_u, atol)
-    )(K0subs, depths)
-
-
 def _grid(rho_range, n_grid, dtype):
-    lo, hi = rho_range
+    lo, hi = (float(x) for x in rho_range)
+    return _grid_cached(lo, hi, int(n_grid), jnp.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_cached(lo, hi, n_grid, dtype):
+    """The ``log rho`` grid, built once per range, size and dtype."""
     if not (0 < lo < hi and np.isfinite(hi)):
-        raise ValueError(f"rho_range must satisfy 0 < rho_min < rho_max < inf, got {rho_range}")
+        raise ValueError(f"rho_range must satisfy 0 < rho_min < rho_max < inf, got {(lo, hi)}")
     if n_grid < 5:
         raise ValueError(f"n_grid must be >= 5, got {n_grid}")
     # A wide range (e.g. rho_max = 1e300) must not thin the grid out so much that the
@@ -188,7 +195,8 @@ def _grid(rho_range, n_grid, dtype):
     # default range (1e-3, 1e2) on 64 points (bounded: at most ~7,600 points in float64).
     span = float(np.log(hi) - np.log(lo))
     n_grid = max(int(n_grid), int(np.ceil(span / _MAX_LOG_STEP)) + 1)
-    return jnp.linspace(np.log(lo), np.log(hi), n_grid, dtype=dtype)
+    with jax.ensure_compile_time_eval():  # a concrete array even inside a caller's jit
+        return jnp.linspace(np.log(lo), np.log(hi), n_grid, dtype=dtype)
 
 
 _MAX_LOG_STEP = float(np.log(1e5) / 63)
@@ -202,10 +210,8 @@ def _prepare(K0, hyper, activation):
     return K0, hyper, act
 
 
-def _blocks(K0, entries):
-    """``1 x 1`` diagonal and ``2 x 2`` off-diagonal blocks of ``K0`` for index pairs."""
-    ii = jnp.asarray([e[0] for e in entries])
-    jj = jnp.asarray([e[1] for e in entries])
+def _blocks(K0, ii, jj):
+    """``2 x 2`` blocks of ``K0`` for the index pairs ``(ii[k], jj[k])``."""
     # The off-diagonal element enters as the symmetric average, so that a gradient with
     # respect to K0 is symmetric (half on K_ab, half on K_ba) like K0 itself.
     kab = 0.5 * (K0[ii, jj] + K0[jj, ii])
@@ -250,33 +256,50 @@ def rho_star_entries(
     same_depth = bool(np.all(depths == n_steps))
     grid_u = _grid(rho_range, n_grid, K0.dtype)
 
-    # jnp scatters (not numpy) so that jax.grad flows through the per-entry solutions
-    rho = jnp.full(len(entries), jnp.nan, K0.dtype)
-    chi = jnp.full(len(entries), jnp.nan, K0.dtype)
-    status = jnp.zeros(len(entries), dtype=jnp.int32)
-    for diagonal in (True, False):
-        idx = [k for k, (a, b) in enumerate(entries) if (a == b) == diagonal]
+    diag_idx = [k for k, (a, b) in enumerate(entries) if a == b]
+    off_idx = [k for k, (a, b) in enumerate(entries) if a != b]
+
+    def part(idx):
         if not idx:
-            continue
-        blocks = _blocks(K0, [entries[k] for k in idx])
-        if diagonal:
-            blocks = blocks[:, :1, :1]
-        if same_depth:
-            r, c, s = _solve_batch_fixed(blocks, hyper, act, n_steps, diagonal, grid_u, atol)
-        else:
-            r, c, s = _solve_batch(blocks, hyper, jnp.asarray(depths[idx]), act, n_steps,
-                                   diagonal, grid_u, atol)
-        ix = jnp.asarray(idx)
-        rho, chi = rho.at[ix].set(r), chi.at[ix].set(c)
-        status = status.at[ix].set(s.astype(jnp.int32))
+            return None
+        d = None if same_depth else jnp.asarray(depths[idx])
+        return (np.asarray(idx), np.asarray([entries[k][0] for k in idx]),
+                np.asarray([entries[k][1] for k in idx]), d)
+
+    rho, chi, status = _solve_entries(K0, hyper, part(diag_idx), part(off_idx), act, n_steps,
+                                      len(entries), grid_u, atol)
     return OptimalScaling(rho, chi, status, tuple(float(x) for x in rho_range))
 
 
 @eqx.filter_jit
-def _solve_batch_fixed(K0subs, hyper, act, n_steps, diagonal, grid_u, atol):
-    return jax.vmap(
-        lambda K: _solve_one(K, hyper, None, act, n_steps, diagonal, grid_u, atol)
-    )(K0subs)
+def _solve_entries(K0, hyper, diag, off, act, n_steps, n_entries, grid_u, atol):
+    """All entries of a query in one compiled call: blocks, both batches, the scatter.
+
+    ``diag`` / ``off`` are ``(positions, a, b, depths)`` of the diagonal and off-diagonal
+    entries (``None`` when there are none; ``depths`` ``None`` for one common depth).
+    """
+    # jnp scatters (not numpy) so that jax.grad flows through the per-entry solutions
+    rho = jnp.full(n_entries, jnp.nan, K0.dtype)
+    chi = jnp.full(n_entries, jnp.nan, K0.dtype)
+    status = jnp.zeros(n_entries, dtype=jnp.int32)
+    for diagonal, part in ((True, diag), (False, off)):
+        if part is None:
+            continue
+        ix, ii, jj, depths = part
+        blocks = _blocks(K0, ii, jj)
+        if diagonal:
+            blocks = blocks[:, :1, :1]
+
+        def solve(K, d, diagonal=diagonal):
+            return _solve_one(K, hyper, d, act, n_steps, diagonal, grid_u, atol)
+
+        if depths is None:
+            r, c, s = jax.vmap(lambda K, solve=solve: solve(K, None))(blocks)
+        else:
+            r, c, s = jax.vmap(solve)(blocks, depths)
+        rho, chi = rho.at[ix].set(r), chi.at[ix].set(c)
+        status = status.at[ix].set(s.astype(jnp.int32))
+    return rho, chi, status
 
 
 def rho_star(
@@ -314,11 +337,6 @@ def rho_star(
     if not (0 <= a < P and 0 <= b < P):
         raise ValueError(f"entry {entry} out of range for a {P} x {P} kernel")
     diagonal = a == b
-    if diagonal:
-        block = K0[a, a].reshape(1, 1)
-    else:
-        kab = 0.5 * (K0[a, b] + K0[b, a])  # symmetric gradient, see _blocks
-        block = jnp.stack([jnp.stack([K0[a, a], kab]), jnp.stack([kab, K0[b, b]])])
     check_depth(depth)
     if max_depth is None:
         if not isinstance(depth, int | np.integer):
@@ -327,11 +345,22 @@ def rho_star(
     else:
         n_steps, dmask = int(max_depth), depth
     grid_u = _grid(rho_range, n_grid, K0.dtype)
-    r, c, s = _solve_one_jit(block, hyper, dmask, act, n_steps, diagonal, grid_u, atol)
+    r, c, s = _rho_star_one(K0, jnp.asarray(a), jnp.asarray(b), hyper, dmask, act, n_steps,
+                            diagonal, grid_u, atol)
     return OptimalScaling(r, c, s, tuple(float(x) for x in rho_range))
 
 
-_solve_one_jit = eqx.filter_jit(_solve_one)
+@eqx.filter_jit
+def _rho_star_one(K0, a, b, hyper, depth, act, n_steps, diagonal, grid_u, atol):
+    """One entry, from the block of ``K0`` to the status, in one compiled call."""
+    if diagonal:
+        block = K0[a, a].reshape(1, 1)
+    else:
+        kab = 0.5 * (K0[a, b] + K0[b, a])  # symmetric gradient, see _blocks
+        block = jnp.stack([jnp.stack([K0[a, a], kab]), jnp.stack([kab, K0[b, b]])])
+    return _solve_one(block, hyper, depth, act, n_steps, diagonal, grid_u, atol)
+
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,8 +412,8 @@ def rho_star_scaling(
 ) -> ScalingFit:
     """``rho*(L)`` over depths for one diagonal and one off-diagonal entry, with fitted exponents.
 
-    All depths of one summary are solved in a single vmapped, jit-compiled call (the scan
-    runs to ``max(depths)`` with later layers masked), i.e. one compilation per summary.
+    All depths of both summaries are solved in a single jit-compiled call (vmapped over the
+    depths; the scan runs to ``max(depths)`` with later layers masked): one compilation.
     The paper (Fig. 4c) finds exponent ``-1/2`` for both.
     """
     depths = np.asarray(depths, dtype=int)
@@ -395,10 +424,12 @@ def rho_star_scaling(
     if K0.shape[0] < 2:
         raise ValueError("rho_star_scaling needs a kernel of at least two inputs (P >= 2)")
     n = len(depths)
-    diag = rho_star_entries(K0, depths, hyper, activation, entries=[diagonal_entry] * n,
+    # both summaries in one compiled call (the diagonal and off-diagonal batches of it)
+    both = rho_star_entries(K0, np.concatenate([depths, depths]), hyper, activation,
+                            entries=[diagonal_entry] * n + [offdiagonal_entry] * n,
                             rho_range=rho_range, n_grid=n_grid, atol=atol)
-    off = rho_star_entries(K0, depths, hyper, activation, entries=[offdiagonal_entry] * n,
-                           rho_range=rho_range, n_grid=n_grid, atol=atol)
+    diag, off = (jax.tree.map(lambda x, sl=sl: x[sl], both)
+                 for sl in (slice(0, n), slice(n, 2 * n)))
     ed, sed, _ = fit_power_law(depths, diag.rho_star)
     eo, seo, _ = fit_power_law(depths, off.rho_star)
     return ScalingFit(depths, diag, off, ed, sed, eo, seo)
@@ -457,45 +488,63 @@ def rho_star_continuum(
 
     ``K*`` is the first root (from small ``K``) where ``G(K) = sigma_w^2 C'(K) +
     C''(K)/C'(K) (sigma_w^2 C(K) + sigma_b^2)`` changes sign from positive to negative; the
-    integral for ``tau*`` uses ``n_quad``-point Gauss--Legendre quadrature.
+    integral for ``tau*`` uses ``n_quad``-point Gauss--Legendre quadrature. ``depth`` may be
+    an array of depths (``rho_star`` then has its shape); everything runs in one compiled
+    call, which does not depend on the depth.
     """
     check_positive("k0 (the input variance)", k0)
     check_depth(depth)
     act = get_activation(activation)
     dtype = jnp.result_type(float)
     hyper = as_arrays(hyper, dtype)
+    x, w = gauss_legendre(n_quad)
+    log_range = (float(np.log(k_range[0])), float(np.log(k_range[1])))
+    return _continuum(jnp.asarray(k0, dtype), jnp.asarray(depth), hyper, act, log_range,
+                      int(n_grid), x.astype(dtype), w.astype(dtype))
+
+
+@eqx.filter_jit
+def _continuum(k0, depth, hyper, act, log_range, n_grid, x, w):
+    dtype = k0.dtype
+    nan = jnp.asarray(np.nan, dtype)
     C, G = _continuum_fns(act, hyper)
-    ks = jnp.exp(jnp.linspace(np.log(k_range[0]), np.log(k_range[1]), n_grid, dtype=dtype))
-    g = np.asarray(jax.vmap(G)(ks))
-    sign_change = np.nonzero((g[:-1] > 0) & (g[1:] <= 0))[0]
-    if sign_change.size == 0:
-        nan = jnp.asarray(np.nan, dtype)
-        if not np.all(np.isfinite(g)):
-            status = Status.SOLVER_FAILED
-        else:  # G < 0 from the start: chi^out falls with rho; G > 0 throughout: it rises
-            status = Status.DECREASING if g[0] <= 0 else Status.INCREASING
-        return Continuum(nan, nan, nan, jnp.asarray(status))
-    i = int(sign_change[0])
+    ks = jnp.exp(jnp.linspace(log_range[0], log_range[1], n_grid, dtype=dtype))
+    g = jax.vmap(G)(ks)
+    change = (g[:-1] > 0) & (g[1:] <= 0)
+    found = jnp.any(change)
+    i = jnp.argmax(change)  # the first sign change
+    lower, upper = jnp.log(ks[i]), jnp.log(ks[i + 1])
+
+    def fn(u, args):
+        # Without a sign change the bracket holds no root: a dummy one lets the solver run
+        # (its result is discarded by the status below).
+        return jnp.where(found, G(jnp.exp(u)), 0.5 * (lower + upper) - u)
+
+    # G > 0 at the lower end and <= 0 at the upper one (the dummy likewise): flip=True is
+    # what flip="detect" would find, without two more evaluations of G.
     sol = optx.root_find(
-        lambda u, a: G(jnp.exp(u)),
-        optx.Bisection(rtol=0.0, atol=1e-13),
-        jnp.log(ks[i]),
-        options=dict(lower=jnp.log(ks[i]), upper=jnp.log(ks[i + 1])),
+        fn,
+        optx.Bisection(rtol=0.0, atol=1e-13, flip=True),
+        lower,
+        options=dict(lower=lower, upper=upper),
         max_steps=256,
         throw=False,
     )
-    if sol.result != optx.RESULTS.successful or not np.isfinite(float(sol.value)):
-        nan = jnp.asarray(np.nan, dtype)  # e.g. sigma_w^2 = 1e300: G overflows in the bracket
-        return Continuum(nan, nan, nan, jnp.asarray(Status.SOLVER_FAILED))
+    # e.g. sigma_w^2 = 1e300: G overflows in the bracket
+    solved = (sol.result == optx.RESULTS.successful) & jnp.isfinite(sol.value)
     k_star = jnp.exp(sol.value)
-    k0 = jnp.asarray(k0, dtype)
-    if float(k0) >= float(k_star):
-        nan = jnp.asarray(np.nan, dtype)
-        return Continuum(k_star, nan, nan, jnp.asarray(Status.DECREASING))
-    x, w = gauss_legendre(n_quad)
+    beyond = k0 >= k_star
     mid, half = 0.5 * (k_star + k0), 0.5 * (k_star - k0)
-    kk = mid + half * jnp.asarray(x, dtype)
-    tau = half * jnp.sum(jnp.asarray(w, dtype) / gaussian_layer(C(kk), hyper.sigma_w2,
-                                                                hyper.sigma_b2))
-    return Continuum(k_star, tau, jnp.sqrt(tau / depth), jnp.asarray(Status.OK))
-
+    kk = mid + half * x
+    tau = half * jnp.sum(w / gaussian_layer(C(kk), hyper.sigma_w2, hyper.sigma_b2))
+    # G < 0 from the start: chi^out falls with rho; G > 0 throughout: it rises
+    no_root = jnp.where(~jnp.all(jnp.isfinite(g)), Status.SOLVER_FAILED,
+                        jnp.where(g[0] <= 0, Status.DECREASING, Status.INCREASING))
+    status = jnp.where(~found, no_root,
+                       jnp.where(~solved, Status.SOLVER_FAILED,
+                                 jnp.where(beyond, Status.DECREASING, Status.OK)))
+    ok = status == Status.OK
+    K_star = jnp.where(found & solved, k_star, nan)
+    tau = jnp.where(ok, tau, nan)
+    rho = jnp.where(ok, jnp.sqrt(tau / depth), nan)
+    return Continuum(K_star, tau, rho, status)
