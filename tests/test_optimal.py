@@ -158,13 +158,18 @@ def _count_compiles(fn, name):
     return sum(m.startswith(f"Compiling jit({name})") for m in msgs)
 
 
-def test_depth_sweep_compiles_once_per_summary():
+def test_depth_sweep_compiles_once():
     # depths (hence the scan length) unique to this test, so no earlier cache entry counts
     depths = [11, 21, 51, 101, 201, 501, 1001]
     K = K0 * 1.01
-    n = _count_compiles(lambda: rho_star_scaling(K, depths), "_solve_batch")
-    assert n == 2  # one for the diagonal batch, one for the off-diagonal batch
-    assert _count_compiles(lambda: rho_star_scaling(K * 1.01, depths), "_solve_batch") == 0
+    n = _count_compiles(lambda: rho_star_scaling(K, depths), "_solve_entries")
+    assert n == 1  # both summaries (the diagonal and the off-diagonal batch) in one call
+    assert _count_compiles(lambda: rho_star_scaling(K * 1.01, depths), "_solve_entries") == 0
+    # the continuum limit: one compilation for all depths, none for other depths
+    c = _count_compiles(lambda: rho_star_continuum(0.0501, np.asarray(depths)), "_continuum")
+    assert c <= 1
+    assert _count_compiles(lambda: rho_star_continuum(0.0502, np.asarray(depths) + 1),
+                           "_continuum") == 0
 
 
 def test_vmap_over_hyperparameters():

@@ -15,7 +15,6 @@ import functools
 import math
 
 import numpy as np
-import scipy.special
 
 __all__ = ["gauss_hermite", "gauss_legendre", "gauss_trapezoid", "panel_maps", "tanh_sinh"]
 
@@ -34,6 +33,8 @@ def gauss_hermite(degree: int) -> tuple[np.ndarray, np.ndarray]:
     degree ``< 2 degree``. Uses :func:`scipy.special.roots_hermitenorm` (stable for large
     degrees).
     """
+    import scipy.special  # on first use: importing scipy.special costs ~0.4 s of start-up
+
     x, w = scipy.special.roots_hermitenorm(int(degree))
     return _frozen(x, w / w.sum())
 
