@@ -41,7 +41,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from .._validation import check_depth, check_kernel, check_positive
@@ -118,6 +117,8 @@ def _tangent(K0sub, diagonal):
 
 
 def _solve_one(K0sub, hyper, depth, act, n_steps, diagonal, grid_u, atol):
+    import optimistix as optx  # on first solve: `import fieldres` stays light
+
     def chi_u(u, args):
         K0s, hyp, dep = args
         return chi_entry(jnp.exp(u), K0s, hyp, act, n_steps, dep, diagonal)
@@ -505,6 +506,8 @@ def rho_star_continuum(
 
 @eqx.filter_jit
 def _continuum(k0, depth, hyper, act, log_range, n_grid, x, w):
+    import optimistix as optx
+
     dtype = k0.dtype
     nan = jnp.asarray(np.nan, dtype)
     C, G = _continuum_fns(act, hyper)
