@@ -125,6 +125,46 @@ def api(root: Path, cache: str | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+
+def ratios(res: dict, sides) -> dict[str, list[tuple]]:
+    """The ratios of issue 16 per column (``new cold``, ``base cold``, ``new warm``)."""
+    floor = res["floor"]["floor"]
+    out = {}
+    for col in [f"{s} cold" for s in sides] + ["new warm"]:
+        s, temp = col.split()
+        r = res[s]
+
+        def w(q, r=r, temp=temp):
+            return r.get(f"{q} {temp}")
+
+        items = [("rho-star L=100 / floor", "rho-star L=100", w("rho-star L=100"), "floor",
+                  floor, "<= 3"),
+                 ("scaling / rho-star", "scaling (7 depths)", w("scaling (7 depths)"),
+                  "rho-star L=100", w("rho-star L=100"), "<= 1.5")]
+        for L in (100, 1000):
+            if w(f"rho-star L={L} tanh") is not None:
+                items.append((f"tanh / erf, L = {L}", f"rho-star L={L} tanh",
+                              w(f"rho-star L={L} tanh"), f"rho-star L={L}",
+                              w(f"rho-star L={L}"), "<= 2"))
+        out[col] = items
+    return out
+
+
+def table_rows(table: dict, apis: dict) -> list[dict]:
+    """Rows of the README table (see ``benchmarks/table.py``)."""
+    rows = []
+    for col, items in table.items():
+        for _, num, a, den, b, target in items:
+            rows.append(dict(path=f"`fieldres {num}` ({col})", figure=f"{a:.2f} s",
+                             floor=f"{den}: {b:.2f} s", ratio=f"{a / b:.2f} (target {target})"))
+    for s, a in apis.items():
+        rows.append(dict(path=f"API first `rho_star(K0, 100)` ({s})",
+                         figure=f"{a['first_s']:.2f} s",
+                         floor=f"second call: {a['second_s'] * 1e3:.1f} ms",
+                         ratio=f"{a['first_s'] / a['second_s']:.0f} (target: <= 1 s)"))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3, help="runs per case (median)")
@@ -168,43 +208,15 @@ def main(argv=None) -> int:
               f"lowering {a['trace_s']:.2f} s, XLA {a['xla_s']:.2f} s), second "
               f"{a['second_s'] * 1e3:.1f} ms")
 
-    floor = res["floor"]["floor"]
-    rows = []
-
-    def ratio(s, temp):
-        r = res[s]
-        one = r[f"rho-star L=100 {temp}"]
-        out = {
-            "rho-star / floor (<= 3)": (one, floor),
-            "scaling / rho-star (<= 1.5)": (r[f"scaling (7 depths) {temp}"], one),
-            "tanh / erf, L = 100 (<= 2)": (r[f"rho-star L=100 tanh {temp}"], one),
-        }
-        if f"rho-star L=1000 {temp}" in r:
-            out["tanh / erf, L = 1000 (<= 2)"] = (r[f"rho-star L=1000 tanh {temp}"],
-                                                  r[f"rho-star L=1000 {temp}"])
-        return out
-
-    table = {f"{s} cold": ratio(s, "cold") for s in sides}
-    table["new warm"] = ratio("new", "warm")
+    table = ratios(res, sides)
     print("ratios (numerator / denominator, seconds):")
-    for k in table["new cold"]:
-        cells = "  ".join(f"{col} {a / b:6.2f} ({a:.2f}/{b:.2f})" for col, t in table.items()
-                          for kk, (a, b) in t.items() if kk == k)
-        print(f"  {k:32s} {cells}")
+    for col, items in table.items():
+        for label, num, a, den, b, target in items:
+            print(f"  {col:9s} {label:28s} {a / b:6.2f} = {num} {a:.2f} / {den} {b:.2f} "
+                  f"(target {target})")
     for s, a in apis.items():
         print(f"  first API rho_star (<= 1 s)      {s}: {a['first_s']:.2f} s")
-
-    for col, t in table.items():
-        for k, (a, b) in t.items():
-            name, target = k.rsplit(" (", 1)
-            num, den = name.split(" / ")
-            rows.append(dict(path=f"CLI {num} ({col})", figure=f"{a:.2f} s",
-                             floor=f"{den} {b:.2f} s", ratio=f"{a / b:.2f} (target "
-                             f"{target[:-1]})"))
-    for s, a in apis.items():
-        rows.append(dict(path=f"API first rho_star(K0, 100) ({s})", figure=f"{a['first_s']:.2f} s",
-                         floor=f"second call {a['second_s'] * 1e3:.1f} ms",
-                         ratio=f"{a['first_s'] / a['second_s']:.0f} (target: 1 s absolute)"))
+    rows = table_rows(table, apis)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(walls=res, api=apis, machine=machine, date=date, rows=rows), f,
