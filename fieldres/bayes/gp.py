@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .._validation import is_concrete
+from .._validation import FieldresInputError, is_concrete
 from ..kernels.tiled import ARCHITECTURES, nngp_diagonal, nngp_kernel
 
 __all__ = [
@@ -125,9 +125,9 @@ def classification_error(F: ArrayLike, Y: ArrayLike) -> Array:
 def _as_targets(Y, n, name):
     Y = jnp.asarray(Y)
     if Y.ndim not in (1, 2) or Y.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},) or ({n}, k), got {Y.shape}")
+        raise FieldresInputError(f"{name} must have shape ({n},) or ({n}, k), got {Y.shape}")
     if is_concrete(Y) and not np.all(np.isfinite(np.asarray(Y))):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise FieldresInputError(f"{name} contains NaN or infinite values")
     return Y
 
 
@@ -135,22 +135,22 @@ def _check_noise(noise):
     if is_concrete(noise):
         T = np.asarray(noise, float)
         if T.ndim != 0 or not np.isfinite(T) or T <= 0:
-            raise ValueError(f"noise T must be a positive finite number (the likelihood "
+            raise FieldresInputError(f"noise T must be a positive finite number (the likelihood "
                              f"variance), got {noise}")
 
 
 def _check_square(K, name="K_train"):
     K = jnp.asarray(K)
     if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
-        raise ValueError(f"{name} must be a square n x n matrix, got shape {K.shape}")
+        raise FieldresInputError(f"{name} must be a square n x n matrix, got shape {K.shape}")
     if is_concrete(K):
         a = np.asarray(K)
         if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise FieldresInputError(f"{name} contains NaN or infinite values")
         scale = float(np.max(np.abs(a)))
         asym = float(np.max(np.abs(a - a.T)))
         if asym > 1e-10 * max(scale, 1e-300):
-            raise ValueError(f"{name} is not symmetric (max |K - K^T| = {asym:.3g})")
+            raise FieldresInputError(f"{name} is not symmetric (max |K - K^T| = {asym:.3g})")
     return K
 
 
@@ -170,7 +170,7 @@ def check_psd(K: ArrayLike, name: str = "K_train", rtol: float = 1e-10) -> None:
     if np.all(np.isfinite(np.asarray(L))):
         return
     lam = float(np.linalg.eigvalsh(np.asarray(K, np.float64))[0])
-    raise ValueError(f"{name} is not positive semi-definite: smallest eigenvalue {lam:.3g} "
+    raise FieldresInputError(f"{name} is not positive semi-definite: smallest eigenvalue {lam:.3g} "
                      f"(a kernel is a covariance matrix)")
 
 
@@ -178,7 +178,7 @@ def _factor(K, noise):
     n = K.shape[0]
     cho = jax.scipy.linalg.cho_factor(K + noise * jnp.eye(n, dtype=K.dtype), lower=True)
     if is_concrete(cho[0]) and not np.all(np.isfinite(np.asarray(cho[0]))):
-        raise ValueError("K_train + T I has no Cholesky factor (not positive definite); "
+        raise FieldresInputError("K_train + T I has no Cholesky factor (not positive definite); "
                          "increase the noise T or check the kernel")
     return cho
 
@@ -239,13 +239,14 @@ def gp_posterior(
     """
     fit = gp_fit(K_train, Y_train, noise, check=check)
     if (K_cross is None) != (k_test is None):
-        raise ValueError("give both K_cross and k_test (or neither)")
+        raise FieldresInputError("give both K_cross and k_test (or neither)")
     n = fit.alpha.shape[0]
     batches = []
     if K_cross is not None:
         Kx, kt = jnp.asarray(K_cross), jnp.asarray(k_test)
         if Kx.ndim != 2 or Kx.shape[0] != n or kt.shape != (Kx.shape[1],):
-            raise ValueError(f"K_cross must be ({n}, m) and k_test (m,), got {Kx.shape} and "
+            raise FieldresInputError(
+                f"K_cross must be ({n}, m) and k_test (m,), got {Kx.shape} and "
                              f"{kt.shape}")
         b = int(batch_size)
         batches = [gp_predict(fit, Kx[:, s: s + b], kt[s: s + b])
@@ -309,7 +310,7 @@ def gp_summary(fit: GPFit, batches: list[tuple[Array, Array]] | None,
             Yt = _as_targets(Y_test, mean.shape[0], "Y_test")
             Yt2 = (Yt[:, None] if Yt.ndim == 1 else Yt).astype(dtype)
             if Yt2.shape[1] != k:
-                raise ValueError(f"Y_test has {Yt2.shape[1]} outputs, Y_train {k}")
+                raise FieldresInputError(f"Y_test has {Yt2.shape[1]} outputs, Y_train {k}")
             test_mse = jnp.mean(jnp.sum((mean - Yt2) ** 2, -1))
             test_err = classification_error(mean, Yt2)
         mean = shape(mean)

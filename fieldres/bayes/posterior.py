@@ -30,6 +30,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
+from .._validation import FieldresInputError
 from ..defaults import Hyper
 from ..kernels.activations import Activation
 from ..signal.optimal import Status, rho_star_entries
@@ -119,9 +120,9 @@ def rho_star_data(
     K0 = np.asarray(K0, float)
     P = K0.shape[0]
     if P < 2:
-        raise ValueError("rho_star_data needs at least two inputs (an off-diagonal entry)")
+        raise FieldresInputError("rho_star_data needs at least two inputs (an off-diagonal entry)")
     if max_pairs is not None and max_pairs < 1:
-        raise ValueError(f"max_pairs must be >= 1 or None, got {max_pairs}")
+        raise FieldresInputError(f"max_pairs must be >= 1 or None, got {max_pairs}")
     iu, ju = np.triu_indices(P, 1)
     n_pairs = iu.size
     sampled = max_pairs is not None and n_pairs > max_pairs
@@ -163,12 +164,12 @@ def network_posterior(
     fit = gp.gp_fit(K, Y_train, noise, check=check)
     if X_test is None:
         if Y_test is not None:
-            raise ValueError("Y_test given without X_test")
+            raise FieldresInputError("Y_test given without X_test")
         return gp.gp_summary(fit, None)
     X_test = jnp.asarray(X_test)
     b = int(batch_size)
     if b < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise FieldresInputError(f"batch_size must be >= 1, got {batch_size}")
     batches = []
     for s in range(0, X_test.shape[0], b):
         Xb = X_test[s: s + b]
@@ -235,7 +236,7 @@ def evidence_optimal_rho(
         rho_grid = [2.0 ** (k / 2) / np.sqrt(depth) for k in range(-12, 13)]
     grid = np.asarray(sorted(float(r) for r in rho_grid))
     if grid.size < 3 or not np.all(grid > 0) or not np.all(np.isfinite(grid)):
-        raise ValueError("rho_grid needs at least three positive finite values")
+        raise FieldresInputError("rho_grid needs at least three positive finite values")
     X = jnp.asarray(X_train)
     Y = jnp.asarray(Y_train)
     kw = dict(depth=depth, noise=noise, hyper=hyper, activation=activation)
@@ -291,7 +292,7 @@ def rho_scan(
     ``rho_factor``, ``rho``, ``test_error``, ``test_mse``, ``train_mse``, ``log_evidence``,
     ``kernel_alignment`` (Python floats)."""
     if not (np.isfinite(rho_ref) and rho_ref > 0):
-        raise ValueError(f"rho_ref must be positive and finite, got {rho_ref}")
+        raise FieldresInputError(f"rho_ref must be positive and finite, got {rho_ref}")
     rows = []
     for f in factors:
         r = network_posterior(X_train, Y_train, X_test, Y_test, rho=f * rho_ref, depth=depth,

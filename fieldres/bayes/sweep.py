@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import FieldresInputError
+
 __all__ = ["GRID_KEYS", "SWEEP_PRESETS", "parse_grid", "expand_grid", "point_name",
            "rho_star_diagonal", "run_point", "run_sweep", "slurm_script"]
 
@@ -51,21 +53,21 @@ def parse_grid(items) -> dict[str, list]:
         key, sep, vals = str(item).partition("=")
         key = key.strip()
         if not sep or not vals.strip():
-            raise ValueError(f"grid entry {item!r} is not KEY=V1,V2,...")
+            raise FieldresInputError(f"grid entry {item!r} is not KEY=V1,V2,...")
         if key not in GRID_KEYS:
-            raise ValueError(f"unknown grid key {key!r}; the keys are "
+            raise FieldresInputError(f"unknown grid key {key!r}; the keys are "
                              f"{', '.join(GRID_KEYS)}")
         typ = GRID_KEYS[key][0]
         try:
             values = [typ(v) for v in vals.split(",")]
         except ValueError:
-            raise ValueError(f"grid key {key!r} needs {typ.__name__} values, got "
+            raise FieldresInputError(f"grid key {key!r} needs {typ.__name__} values, got "
                              f"{vals!r}") from None
         for v in values:
             bad = (not math.isfinite(v) or v < 0) if typ is float else (
                 v < 0 if key == "seed" else v < (2 if key == "n_train" else 1))
             if bad:
-                raise ValueError(f"grid key {key!r}: bad value {v!r}")
+                raise FieldresInputError(f"grid key {key!r}: bad value {v!r}")
         grid[key] = list(dict.fromkeys(values))
     return grid
 
@@ -173,7 +175,7 @@ def run_sweep(grid: dict[str, list], *, preset: str, out_dir, cluster: str = "lo
     import submitit
 
     if cluster not in ("local", "slurm", "debug"):
-        raise ValueError(f"cluster must be local, slurm or debug, got {cluster!r}")
+        raise FieldresInputError(f"cluster must be local, slurm or debug, got {cluster!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sizes = SWEEP_PRESETS[preset]
@@ -186,8 +188,9 @@ def run_sweep(grid: dict[str, list], *, preset: str, out_dir, cluster: str = "lo
     if meta.is_file():
         old = json.loads(meta.read_text())
         if old.get("settings") != record["settings"] or old.get("preset") != preset:
-            raise ValueError(f"{out} holds a sweep with other settings ({old.get('preset')}, "
-                             f"{old.get('settings')}); use another --out folder")
+            raise FieldresInputError(
+                f"{out} holds a sweep with other settings ({old.get('preset')}, "
+                f"{old.get('settings')}); use another --out folder")
     _write_json(meta, record | dict(grid=grid))
     points = expand_grid(grid, preset)
     todo = [p for p in points if not (out / "points" / f"{point_name(p)}.json").is_file()]
@@ -196,7 +199,7 @@ def run_sweep(grid: dict[str, list], *, preset: str, out_dir, cluster: str = "lo
         try:
             ex = submitit.AutoExecutor(folder=out / "submitit", cluster=cluster)
         except RuntimeError as e:  # e.g. --cluster slurm without srun/sbatch
-            raise ValueError(f"cannot use the {cluster} executor here ({e}); "
+            raise FieldresInputError(f"cannot use the {cluster} executor here ({e}); "
                              "--dry-run prints the job array's sbatch script") from None
         if cluster == "slurm":
             ex.update_parameters(**{f"slurm_{k}": v for k, v in _slurm_params(

@@ -131,7 +131,7 @@ def _canonical_dataset(dataset: str) -> str:
         return "cifar10"
     if key == "mnist":
         return "mnist"
-    raise ValueError(f"unknown dataset {dataset!r}; expected 'cifar10' or 'mnist'")
+    raise FieldresInputError(f"unknown dataset {dataset!r}; expected 'cifar10' or 'mnist'")
 
 
 def _mnist_file(folder: Path, stem: str) -> Path | None:
@@ -187,7 +187,7 @@ def resolve_data_dir(data_dir: StrPath | None = None, dataset: str = "cifar10") 
     DataNotFoundError
         If no location holds the data set. The message lists every path tried, the state
         of ``FIELDRES_DATA_DIR`` and the files expected.
-    ValueError
+    FieldresInputError
         If ``dataset`` is not a known data set.
 
     Notes
@@ -361,7 +361,7 @@ def _load_cifar_batch(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarra
 
 def _check_split(split: str) -> Split:
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise FieldresInputError(f"split must be 'train' or 'test', got {split!r}")
     return split  # type: ignore[return-value]
 
 

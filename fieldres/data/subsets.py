@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import FieldresInputError
 from .datasets import (
     LabelEncoding,
     StrPath,
@@ -115,20 +116,20 @@ def _select_classes(classes: Iterable[str | int] | str, names: Sequence[str]) ->
             raise TypeError(f"class must be a name or an index, got {c!r}")
         if isinstance(c, int | np.integer):
             if not 0 <= int(c) < len(names):
-                raise ValueError(
+                raise FieldresInputError(
                     f"class index {c} out of range 0..{len(names) - 1}; valid names: {list(names)}"
                 )
             idx = int(c)
         else:
             key = str(c).strip().lower()
             if key not in lookup:
-                raise ValueError(f"unknown class {c!r}; valid names: {list(names)}")
+                raise FieldresInputError(f"unknown class {c!r}; valid names: {list(names)}")
             idx = lookup[key]
         if idx in chosen:
-            raise ValueError(f"class {names[idx]!r} given more than once")
+            raise FieldresInputError(f"class {names[idx]!r} given more than once")
         chosen.append(idx)
     if not chosen:
-        raise ValueError(f"at least one class is required; valid names: {list(names)}")
+        raise FieldresInputError(f"at least one class is required; valid names: {list(names)}")
     return chosen
 
 
@@ -151,7 +152,7 @@ def _draw(
     for j, (c, k) in enumerate(zip(chosen, counts, strict=True)):
         pool = np.flatnonzero(labels == c)
         if k > pool.size:
-            raise ValueError(
+            raise FieldresInputError(
                 f"class {names[c]!r} has only {pool.size} {split} examples, but {k} were "
                 f"requested (n_{split}={sum(counts)} over {len(chosen)} classes)"
             )
@@ -223,7 +224,7 @@ def make_dataset(
 
     Raises
     ------
-    ValueError
+    FieldresInputError
         Unknown dataset / class name (the message lists the valid names), repeated class,
         a class with too few examples, bad sizes, ``"pm1"`` with other than two classes,
         non-positive ``k0_scale``, or training inputs that are all constant.
@@ -240,12 +241,14 @@ def make_dataset(
     """
     ds = _canonical_dataset(dataset)
     if labels not in ("auto", "pm1", "onehot", "int"):
-        raise ValueError(f"labels must be 'auto', 'pm1', 'onehot' or 'int', got {labels!r}")
+        raise FieldresInputError(f"labels must be 'auto', 'pm1', 'onehot' or 'int', got {labels!r}")
     for name, value in (("n_train", n_train), ("n_test", n_test)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
             raise TypeError(f"{name} must be an int, got {value!r}")
     if k0_scale is not None and not (np.isfinite(k0_scale) and k0_scale > 0):
-        raise ValueError(f"k0_scale must be a positive finite number or None, got {k0_scale}")
+        raise FieldresInputError(
+            f"k0_scale must be a positive finite number or None, got {k0_scale}"
+        )
 
     loader = _load_cifar10_with_files if ds == "cifar10" else _load_mnist_with_files
     x_tr_raw, lab_tr, names, train_files = loader(data_dir, "train")
@@ -254,11 +257,11 @@ def make_dataset(
     k = len(chosen)
     encoding = labels if labels != "auto" else ("pm1" if k == 2 else "onehot")
     if encoding == "pm1" and k != 2:
-        raise ValueError(f"labels='pm1' needs exactly two classes, got {k}")
+        raise FieldresInputError(f"labels='pm1' needs exactly two classes, got {k}")
     if n_train < k:
-        raise ValueError(f"n_train={n_train} must be at least the number of classes ({k})")
+        raise FieldresInputError(f"n_train={n_train} must be at least the number of classes ({k})")
     if n_test < 0:
-        raise ValueError(f"n_test must be >= 0, got {n_test}")
+        raise FieldresInputError(f"n_test must be >= 0, got {n_test}")
 
     rng = np.random.default_rng(seed)
     train_counts = _per_class_counts(int(n_train), k)
@@ -286,7 +289,7 @@ def make_dataset(
     if k0_scale is not None:
         mean_diag = float(np.mean(np.sum(x_tr * x_tr, axis=1)) / d_in)
         if mean_diag <= 0.0:
-            raise ValueError(
+            raise FieldresInputError(
                 "cannot rescale to k0_scale: every pixel is constant over the training subset"
             )
         scale = float(np.sqrt(k0_scale / mean_diag))

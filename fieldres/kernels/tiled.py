@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .._validation import check_depth, is_concrete
+from .._validation import FieldresInputError, check_depth, is_concrete
 from ..defaults import Hyper
 from .activations import Activation, get_activation
 from .recursion import as_arrays, gaussian_layer, layer_step
@@ -34,7 +34,8 @@ TILE_ENTRIES = 1 << 22
 
 def _check_architecture(architecture: str) -> bool:
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        raise FieldresInputError(
+            f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
     return architecture == "resnet"
 
 
@@ -71,9 +72,9 @@ def _tile(X1, X2, d1, d2, d1L, d2L, same, rho, hyper, act, depth, residual):
 def _check_inputs(X, name="inputs"):
     X = jnp.asarray(X)
     if X.ndim != 2:
-        raise ValueError(f"{name} must have shape (n, d_in), got shape {X.shape}")
+        raise FieldresInputError(f"{name} must have shape (n, d_in), got shape {X.shape}")
     if is_concrete(X) and not np.all(np.isfinite(np.asarray(X))):
-        raise ValueError(f"{name} contain NaN or infinite values")
+        raise FieldresInputError(f"{name} contain NaN or infinite values")
     return X
 
 
@@ -81,10 +82,10 @@ def _prepare(X, rho, depth, hyper, activation, architecture):
     X = _check_inputs(X)
     check_depth(depth)
     if isinstance(depth, bool) or not isinstance(depth, int | np.integer):
-        raise ValueError(f"depth must be a Python int, got {depth!r}")
+        raise FieldresInputError(f"depth must be a Python int, got {depth!r}")
     residual = _check_architecture(architecture)
     if is_concrete(rho) and (not np.isfinite(float(rho)) or float(rho) < 0):
-        raise ValueError(f"rho (the residual scaling) must be finite and >= 0, got {rho}")
+        raise FieldresInputError(f"rho (the residual scaling) must be finite and >= 0, got {rho}")
     act = get_activation(activation)
     rho, hyper = as_arrays((rho, hyper), X.dtype)
     return X, rho, hyper, act, int(depth), residual
@@ -155,7 +156,7 @@ def nngp_kernel(
                                                     architecture)
     X2 = X1 if symmetric else _check_inputs(X2, "X2").astype(X1.dtype)
     if X2.shape[1] != X1.shape[1]:
-        raise ValueError(f"X1 and X2 must have the same input dimension, got {X1.shape[1]} "
+        raise FieldresInputError(f"X1 and X2 must have the same input dimension, got {X1.shape[1]} "
                          f"and {X2.shape[1]}")
     n1, n2 = X1.shape[0], X2.shape[0]
     d1, d1L = _diag_trajectory(_k0_diag(X1, hyper), rho, hyper, act, depth, residual)
