@@ -116,7 +116,7 @@ def run_point(point: dict, settings: dict, out_dir: str) -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from ..data.datasets import make_dataset
+    from ..data.subsets import make_dataset
     from .training import train
 
     pts = Path(out_dir) / "points"

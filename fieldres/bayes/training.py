@@ -568,7 +568,7 @@ def train(
     Returns the :class:`TrainResult` (``.to_dict()`` for JSON); ``extra`` holds the data
     description and the theoretical context.
     """
-    from ..data.datasets import make_dataset
+    from ..data.subsets import make_dataset
 
     likelihood = kwargs.get("likelihood", "gaussian")
     if data is None:
