@@ -45,6 +45,7 @@ networks: no weights, no width.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -64,7 +65,7 @@ from .._validation import (
 )
 from ..kernels.activations import Activation, Erf, get_activation
 from ..kernels.recursion import Hyper, output_kernel
-from ._leading import _layer_kernels_jit
+from ._leading import _layer_kernels, _layer_kernels_jit
 from .pairs import _general
 from .result import FiniteWidth
 from .walk import _walk
@@ -100,9 +101,18 @@ def _covering(s: int) -> np.ndarray:
     return np.asarray(q, np.int64).reshape(-1, 4)
 
 
-def _batched(fn, Ksub, batch):
-    """``fn`` over the leading axis of ``Ksub`` (``lax.map``, vmapped in batches)."""
-    return jax.lax.map(fn, Ksub, batch_size=max(1, min(int(batch), Ksub.shape[0])))
+@eqx.filter_jit
+def _run_group(Ksub, rho, hyper, act, depth, residual, cross_layer, quad, grids, batch):
+    """Same-layer statistics of every sub-block in ``Ksub`` ``(n_sub, s, s)``: the walk method
+    when ``grids`` is given, else the pairs method; ``lax.map``, vmapped in batches (module
+    level and jitted, so that repeated calls reuse the compilation)."""
+    fn, extra = (_walk, grids) if grids else (_general, ())
+
+    def one(K):
+        r = fn(K, rho, hyper, act, depth, residual, cross_layer, *quad, *extra)
+        return r.C_cov, r.K_cov, r.CK_cov, r.C_shift, r.K_shift
+
+    return jax.lax.map(one, Ksub, batch_size=max(1, min(batch, Ksub.shape[0])))
 
 
 def finite_width_many(
@@ -182,24 +192,16 @@ def finite_width_many(
     walk = np.asarray([c[0] == "walk" for c in choice])
     grids = tuple(max((c[1][i] for c in choice if c[0] == "walk"), default=0) for i in (0, 1))
 
-    def run(fn, extra):
-        def one(K):
-            r = fn(K, rho, hyper, act, depth, residual, cross_layer, *quad, *extra)
-            return r.C_cov, r.K_cov, r.CK_cov, r.C_shift, r.K_shift
-        return one
-
-    groups = [(pairs[walk], run(_walk, grids)), (pairs[~walk], run(_general, ())),
-              (np.asarray(list(itertools.combinations(range(P), 3)), np.int64),
-               run(_general, ())),
-              (np.asarray(list(itertools.combinations(range(P), 4)), np.int64),
-               run(_general, ()))]
+    combos = [np.asarray(list(itertools.combinations(range(P), s)), np.int64) for s in (3, 4)]
+    groups = [(pairs[walk], grids), (pairs[~walk], None), (combos[0], None), (combos[1], None)]
     covs = [np.zeros((n,) + (P,) * 4) for _ in range(3)]
     shifts = [np.zeros((n, P, P)) for _ in range(2)]
-    for idx, fn in groups:
+    for idx, grid in groups:
         if idx.size == 0:
             continue
         s = idx.shape[1]
-        res = [np.asarray(r) for r in _batched(fn, sub_blocks(idx), batch)]
+        res = [np.asarray(r) for r in _run_group(sub_blocks(idx), rho, hyper, act, depth,
+                                                 residual, cross_layer, quad, grid, int(batch))]
         # s = 2 also supplies the single-input entries; larger s only their covering ones
         q = np.asarray(list(itertools.product(range(2), repeat=4))) if s == 2 else _covering(s)
         g = idx[:, q]  # (n_sub, n_q, 4) global indices
@@ -278,8 +280,9 @@ def _sqrt_psd(M):
     return V * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :]
 
 
+@eqx.filter_jit
 def _path_setup(K0, rho, hyper, act, depth, residual, cross_layer):
-    Ks, Cs = _layer_kernels_jit(K0, rho, hyper, act, depth, residual)
+    Ks, Cs = _layer_kernels(K0, rho, hyper, act, depth, residual)
     d1, d3 = _local_jacobian(Ks, act)
     walk = residual and cross_layer
     if walk:
@@ -360,6 +363,38 @@ def _batch_means(run, n_chunks, seed):
     return vals.mean(0), vals.std(0, ddof=1) / math.sqrt(n_chunks)
 
 
+@eqx.filter_jit
+def _tensor_chunk(key, path, act, m, ia, ib, dpos):
+    """Sample means of ``Phi Phi^T`` over ``m`` paths (unique entries): ``(3, n_e, n_e)``."""
+    Cu, Ku = path.Cs[:, ia, ib], path.Ks[:, ia, ib]
+    d1u, d1tu, d3u = path.d1[:, ia, ib], path.d1[:, ib, ia], path.d3[:, ia, ib]
+
+    def fn(carry, h, l):
+        S, _, _ = carry
+        phi = act.fn(h)
+        f = phi[:, ia] * phi[:, ib] - Cu[l]
+        sd = S[:, dpos]
+        JS = d1u[l] * sd[:, ia] + d1tu[l] * sd[:, ib] + d3u[l] * S
+        S_new = S + path.c * JS if path.residual else path.c * JS
+        return S_new + path.c * f, f + JS, h[:, ia] * h[:, ib] - Ku[l] + S
+
+    z = jnp.zeros((m, ia.shape[0]), path.Ks.dtype)
+    _, (_, C, K) = _paths(key, path, m, fn, (z, z, z))
+    return jnp.stack([C.T @ C, K.T @ K, C.T @ K]) / m
+
+
+@eqx.filter_jit
+def _contract_chunk(key, path, act, m, W, Wk, wC, wK, mA):
+    """Sample mean of ``Phi_A Phi_B^T`` over ``m`` paths from the adjoint weights."""
+    def fn(acc, h, l):
+        phi = act.fn(h)
+        return acc + jnp.einsum("np,mpq,nq->nm", phi, W[l], phi) - wC[l]
+
+    h, phi_all = _paths(key, path, m, fn, jnp.zeros((m, W.shape[1]), path.Ks.dtype))
+    phi_all = phi_all + jnp.einsum("np,mpq,nq->nm", h, Wk, h) - wK
+    return phi_all[:, :mA].T @ phi_all[:, mA:] / m
+
+
 def sample_kernel_cov(
     K0: Float[ArrayLike, "P P"],
     rho: ArrayLike,
@@ -395,28 +430,16 @@ def sample_kernel_cov(
     path = _path_setup(K0, rho, hyper, act, int(depth), bool(residual), bool(cross_layer))
     P = K0.shape[0]
     m = int(chunk)
-
-    @jax.jit
-    def run(key):
-        def fn(carry, h, l):
-            S, _, _ = carry
-            phi = act.fn(h)
-            f = phi[:, :, None] * phi[:, None, :] - path.Cs[l]
-            d1, d3 = path.d1[l], path.d3[l]
-            PhiC = f + _apply_J(d1, d3, S)
-            PhiK = h[:, :, None] * h[:, None, :] - path.Ks[l] + S
-            B = S + path.c * _apply_J(d1, d3, S) if path.residual else path.c * _apply_J(
-                d1, d3, S)
-            return B + path.c * f, PhiC, PhiK
-
-        z = jnp.zeros((m, P, P), K0.dtype)
-        _, (_, PhiC, PhiK) = _paths(key, path, m, fn, (z, z, z))
-        C, K = PhiC.reshape(m, -1), PhiK.reshape(m, -1)
-        return jnp.stack([C.T @ C, K.T @ K, C.T @ K]) / m
-
+    # Unique entries a <= b only (the functionals are symmetric matrices).
+    ia, ib = (jnp.asarray(x) for x in np.triu_indices(P))
+    pos = np.zeros((P, P), np.int64)
+    pos[np.triu_indices(P)] = np.arange(ia.shape[0])
+    pos = pos + np.triu(pos, 1).T
+    dpos = jnp.asarray(np.diagonal(pos).copy())
+    run = functools.partial(_tensor_chunk, path=path, act=act, m=m, ia=ia, ib=ib, dpos=dpos)
     mean, se = _batch_means(run, n_chunks, seed)
-    shape = (3,) + (P,) * 4
-    mean, se = mean.reshape(shape), se.reshape(shape)
+    full = (slice(None), pos[:, :, None, None], pos[None, None, :, :])
+    mean, se = mean[full], se[full]
     wo2 = float(hyper.sigma_w2_out) ** 2
     return KernelCovSample(*(jnp.asarray(x) for x in (mean[0], mean[1], mean[2],
                                                       wo2 * mean[0], se[0], se[1], se[2],
@@ -509,19 +532,9 @@ def contract_kernel_cov(
     Wk = jnp.concatenate([WkA, WkB], 0)  # (m + k, P, P)
     wC = jnp.einsum("lmab,lab->lm", W, path.Cs)  # <W^(l), C^(l)>
     wK = jnp.einsum("mab,ab->m", Wk, path.Ks[-1])
-    m = int(chunk)
-
-    @jax.jit
-    def run(key):
-        def fn(acc, h, l):
-            phi = act.fn(h)
-            return acc + jnp.einsum("np,mpq,nq->nm", phi, W[l], phi) - wC[l]
-
-        h, phi_all = _paths(key, path, m, fn, jnp.zeros((m, W.shape[1]), K0.dtype))
-        phi_all = phi_all + jnp.einsum("np,mpq,nq->nm", h, Wk, h) - wK
-        return phi_all[:, :mA].T @ phi_all[:, mA:] / m
-
+    run = functools.partial(_contract_chunk, path=path, act=act, m=int(chunk), W=W, Wk=Wk,
+                            wC=wC, wK=wK, mA=mA)
     mean, se = _batch_means(run, n_chunks, seed)
     scale = float(hyper.sigma_w2_out) ** 2 if kind == "out" else 1.0
     return KernelContraction(jnp.asarray(scale * mean), jnp.asarray(scale * se),
-                             n_samples=n_chunks * m)
+                             n_samples=n_chunks * int(chunk))
