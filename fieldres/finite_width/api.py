@@ -109,7 +109,8 @@ def finite_width(
         K0 = K0[jnp.asarray(inputs)][:, jnp.asarray(inputs)]
     if K0.shape[0] > 4:
         raise ValueError(f"finite_width computes every entry for P <= 4 inputs; got P = "
-                         f"{K0.shape[0]}: select up to four with inputs=(...)")
+                         f"{K0.shape[0]}: select up to four with inputs=(...), or use "
+                         f"fieldres.finite_width.many (finite_width_many, contract_kernel_cov)")
     if isinstance(depth, bool) or not isinstance(depth, int | np.integer):
         raise TypeError(f"depth must be a Python int, got {type(depth).__name__}")
     check_depth(depth)
