@@ -108,8 +108,10 @@ def finite_width(
                              f"{K0.shape[0]} kernel")
         K0 = K0[jnp.asarray(inputs)][:, jnp.asarray(inputs)]
     if K0.shape[0] > 4:
-        raise FieldresInputError(f"finite_width computes every entry for P <= 4 inputs; got P = "
-                         f"{K0.shape[0]}: select up to four with inputs=(...)")
+        raise FieldresInputError(
+            f"finite_width computes every entry for P <= 4 inputs; got P = {K0.shape[0]}: "
+            f"select up to four with inputs=(...), or use fieldres.finite_width.many "
+            f"(finite_width_many, contract_kernel_cov)")
     if isinstance(depth, bool) or not isinstance(depth, int | np.integer):
         raise TypeError(f"depth must be a Python int, got {type(depth).__name__}")
     check_depth(depth)
