@@ -1,12 +1,21 @@
 """Shared test configuration: float64 everywhere (the science needs it)."""
 
+import os
 import sys
 from pathlib import Path
 
 import jax
 import pytest
+import submitit  # noqa: F401  (see below)
+
+# submitit configures its loggers on first import with the current sys.stdout/sys.stderr.
+# Imported here, at collection, they are pytest's session-long streams; first imported inside
+# a test, they would be that test's capture streams, closed when the test ends.
 
 jax.config.update("jax_enable_x64", True)
+# The CLI's persistent compilation cache (~/.cache/fieldres/jax) stays off in tests: the CLI
+# runs in this process and in subprocesses, and a test must not depend on earlier runs.
+os.environ.setdefault("FIELDRES_JAX_CACHE", "0")
 
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
