@@ -55,8 +55,8 @@ from ..kernels.quadrature import gauss_legendre
 #: Radial panel ends of the polar rule (``exp(-13^2/2) ~ 1e-37`` beyond).
 _RADIAL_ENDS = (0.0, 2.0, 4.0, 6.5, 9.5, 13.0)
 #: Default Gauss--Legendre nodes per angular and per radial panel (calibrated in
-#: tests/test_finite_width_relu.py: 1e-12 against twice the nodes).
-N_ANGLE = 12
+#: tests/test_finite_width_relu.py: ~1e-13 against twice the nodes).
+N_ANGLE = 16
 N_RADIUS = 16
 
 

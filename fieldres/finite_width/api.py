@@ -155,6 +155,14 @@ def _choose_method(method, grid, K0, rho, hyper, act, depth, residual, cross_lay
     P = K0.shape[0]
     if method == "pairs":
         return "pairs", ()
+    from ._piecewise import piecewise_slope
+
+    if piecewise_slope(act) is not None:  # ReLU, leaky ReLU: the grids assume a smooth phi
+        if method == "walk":
+            raise ValueError(f"the walk method needs a smooth activation (its grids do not "
+                             f"resolve the kink of {act.name}, and phi'' is a Dirac delta): "
+                             f"use method='pairs' (the default for {act.name})")
+        return "pairs", ()
     if P > 2:
         if method == "walk":
             raise ValueError(f"the walk method handles P <= 2 inputs (a grid in P dimensions); "
