@@ -54,8 +54,9 @@ def finite_width(
     hyper:
         :class:`~fieldres.kernels.recursion.Hyper` (default ``Hyper()``).
     activation:
-        A smooth activation (``"erf"`` uses closed-form inner integrals; ``"tanh"``, callables
-        and the quadrature activations use 2-D Gauss--Hermite).
+        ``"erf"`` (closed-form inner integrals); ``"tanh"``, smooth callables and the
+        quadrature activations (2-D rules); ``"relu"`` and ``"leaky_relu:SLOPE"`` (closed-form
+        inner averages with their Dirac terms, kink-aligned outer rule; pairs method only).
     residual:
         ResNet (default) or feed-forward net :math:`h^{(l)} = W\phi(h^{(l-1)}) + b`.
     inputs:

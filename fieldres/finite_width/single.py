@@ -208,7 +208,8 @@ def finite_width_single(
         ``sigma_b2`` and the output ones are used, the input-layer ones are not (``k0`` is
         the input kernel).
     activation:
-        A smooth activation: ``"erf"``, ``"tanh"``, an :class:`Activation` or a callable.
+        ``"erf"``, ``"tanh"``, an :class:`Activation` or a smooth callable (Gauss--Hermite
+        integrals), or ``"relu"`` / ``"leaky_relu:SLOPE"`` (arc-cosine closed forms, exact).
     cross_layer:
         Keep the cross-layer intrinsic covariances :math:`\\Xi^{(j,k)}, j\\ne k` (and the
         cross-layer moments of the mean shift). ``False`` is the (wrong) approximation that
