@@ -178,7 +178,7 @@ _element = jax.jit(_pl_element_moments, static_argnums=(1, 2, 3, 4, 5))
 KL = np.array([[0.82, 0.55], [0.55, 1.28]])  # a later layer of K2's trajectory (rho = 0.5)
 
 
-@pytest.mark.parametrize("s", SLOPES)
+@pytest.mark.parametrize("s", [0.0, pytest.param(0.2, marks=pytest.mark.slow)])
 def test_element_moments_converged_and_symmetric(s):
     """Default nodes vs twice as many (the rule's accuracy), and the same-layer moments
     computed both ways round (a 1-D half-line rule vs the polar rule)."""
@@ -285,7 +285,7 @@ def test_p2_covariance_symmetric(relu_p2):
 def test_leaky_relu_slope_one_is_the_linear_network():
     """leaky_relu:1 is the identity: the piecewise-linear route must give the linear net."""
     a = finite_width(K2, 0.5, 2, HYPER, "leaky_relu:1.0")
-    b = finite_width(K2, 0.5, 2, HYPER, "linear", method="pairs")
+    b = finite_width(K2, 0.5, 2, HYPER, "linear")  # walk method
     for name in ("C_cov", "K_cov", "C_shift", "K_shift"):
         np.testing.assert_allclose(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)),
                                    rtol=1e-10, atol=1e-10)
@@ -395,14 +395,17 @@ def test_mc_relu_widths(case, width):
 
 @pytest.mark.slow
 def test_relu_errors_fall_like_inverse_width_and_its_square():
-    """One input (K0 = 0.5, rho = 0.5, L = 8), E C^(L) at N = 8, 16, 32: the leading-order
-    error falls like 1/N, the NLO error like 1/N^2 (fitted exponents within 3 SE)."""
+    """One input (K0 = 0.5, rho = 1, L = 8), E C^(L) at N = 8, 16, 32 (1, 2, 4 million
+    networks): the leading-order error falls like 1/N, the NLO error like 1/N^2 (fitted
+    exponent within 3 SE of 2). Measured: LO exponent 1.053 +- 0.009, NLO 2.33 +- 0.21,
+    N^2 x NLO error 47 +- 6, 33 +- 7, 33 +- 10. (At rho = 0.5 the 1/N^2 error is not
+    resolved at N = 16, 32 with these network counts.)"""
     widths, nets = [8, 16, 32], [1_000_000, 2_000_000, 4_000_000]
-    th = finite_width_single(0.5, 0.5, 8, HYPER, "relu")
+    th = finite_width_single(0.5, 1.0, 8, HYPER, "relu")
     lo, sh = float(th.C[-1]), float(th.C_shift[-1])
     e_lo, e_nlo, se = [], [], []
     for N, n in zip(widths, nets, strict=True):
-        sim = simulate_nlo(jax.random.PRNGKey(300 + N), K1, rho=0.5, depth=8, width=N,
+        sim = simulate_nlo(jax.random.PRNGKey(300 + N), K1, rho=1.0, depth=8, width=N,
                            n_networks=n, hyper=HYPER, activation="relu", batch_size=65536)
         m, s = float(sim.C_mean[0, 0]), float(sim.C_mean_se[0, 0])
         e_lo.append(m - lo)
@@ -421,8 +424,8 @@ def test_relu_errors_fall_like_inverse_width_and_its_square():
     p_lo, s_lo = exponent(e_lo)
     p_nlo, s_nlo = exponent(e_nlo)
     print("exponents", p_lo, s_lo, p_nlo, s_nlo)
-    assert abs(p_nlo - 2.0) < 3 * s_nlo + 0.1
-    assert p_lo < 1.5 and abs(p_nlo - p_lo - 1.0) < 3 * s_nlo + 0.1
+    assert abs(p_nlo - 2.0) < 3 * s_nlo and s_nlo < 0.3
+    assert abs(p_lo - 1.0) < 0.1 and abs(p_nlo - p_lo - 1.0) < 3 * s_nlo
 
 
 # -- the CLI ------------------------------------------------------------------------------------
