@@ -14,7 +14,7 @@ from __future__ import annotations
 import equinox as eqx
 from jaxtyping import ArrayLike
 
-from ._validation import check_nonnegative
+from ._validation import FieldresInputError, check_nonnegative
 
 __all__ = ["Hyper", "DEFAULT_K0", "PRESETS", "check_preset"]
 
@@ -59,6 +59,6 @@ def check_preset(name: str) -> str:
     if name in PRESETS:
         return name
     if name in _RENAMED:
-        raise ValueError(f"preset {name!r} was renamed: use --preset {_RENAMED[name]} "
+        raise FieldresInputError(f"preset {name!r} was renamed: use --preset {_RENAMED[name]} "
                          f"(presets are {', '.join(PRESETS)})")
-    raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    raise FieldresInputError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")

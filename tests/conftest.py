@@ -5,6 +5,11 @@ from pathlib import Path
 
 import jax
 import pytest
+import submitit  # noqa: F401  (see below)
+
+# submitit configures its loggers on first import with the current sys.stdout/sys.stderr.
+# Imported here, at collection, they are pytest's session-long streams; first imported inside
+# a test, they would be that test's capture streams, closed when the test ends.
 
 jax.config.update("jax_enable_x64", True)
 

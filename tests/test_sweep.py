@@ -2,12 +2,27 @@
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 
 import fieldres
 from fieldres.bayes import sweep
 from fieldres.cli import main
+
+
+def run_cli(*argv):
+    """``fieldres`` in its own process, as a user runs it.
+
+    submitit configures its loggers on first import with the *current* ``sys.stdout`` and
+    ``sys.stderr``; imported inside a test, those are pytest's capture streams, closed after
+    the test, and a later log line kills the test process ("lost sys.stderr"). A subprocess
+    keeps the sweep's jobs out of pytest's streams.
+    """
+    r = subprocess.run([sys.executable, "-m", "fieldres.cli", *argv], capture_output=True,
+                       text=True, timeout=900)
+    return r.returncode, r.stdout, r.stderr
 
 
 def run(capsys, *argv):
@@ -41,10 +56,11 @@ def test_sweep_runs_gathers_and_skips_finished_points(capsys, tmp_path, fake_dir
     out = tmp_path / "sw"
     argv = ["sweep", "--grid", "rho_factor=0.5,2", "--out", str(out), "--data-dir",
             str(fake_dir), "--cluster", cluster, "--json"]
-    code, o, err = run(capsys, *argv)
+    code, o, err = run_cli(*argv)
     assert code == 0, err
     d = json.loads(o)
-    assert d["n_points"] == 2 and d["ran"] == 2 and d["skipped"] == 0 and not d["failed"]
+    assert not d["failed"], d["failed"]
+    assert d["n_points"] == 2 and d["ran"] == 2 and d["skipped"] == 0
     res = json.loads((out / "results.json").read_text())
     assert [p["point"]["rho_factor"] for p in res["points"]] == [0.5, 2.0]
     for p in res["points"]:
@@ -54,11 +70,11 @@ def test_sweep_runs_gathers_and_skips_finished_points(capsys, tmp_path, fake_dir
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 2 and rows[1]["rho_factor"] == "2.0"
     # a rerun skips both finished points; a larger grid runs only the new point
-    code, o, err = run(capsys, *argv)
+    code, o, err = run_cli(*argv)
     d = json.loads(o)
     assert code == 0 and d["ran"] == 0 and d["skipped"] == 2
     if cluster == "debug":
-        code, o, _ = run(capsys, *argv[:2], "rho_factor=0.5,2,1", *argv[3:])
+        code, o, _ = run_cli(*argv[:2], "rho_factor=0.5,2,1", *argv[3:])
         d = json.loads(o)
         assert d["ran"] == 1 and d["skipped"] == 2 and d["n_points"] == 3
     # other settings in the same folder are refused (results would be mixed)

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .._validation import FieldresInputError
+
 __all__ = ["RHAT_MAX", "ESS_MIN", "Diagnostics", "diagnose"]
 
 #: thresholds of ``converged`` (Vehtari et al. 2021)
@@ -100,11 +102,11 @@ def diagnose(draws: dict[str, np.ndarray], *, rhat_threshold: float = RHAT_MAX,
     Diagnostics
     """
     if not draws:
-        raise ValueError("no quantities to diagnose")
+        raise FieldresInputError("no quantities to diagnose")
     arrays = {k: np.asarray(v, np.float64) for k, v in draws.items()}
     shapes = {v.shape[:2] for v in arrays.values()}
     if any(v.ndim < 2 for v in arrays.values()) or len(shapes) != 1:
-        raise ValueError(f"every quantity needs the same (chain, draw) leading axes, got "
+        raise FieldresInputError(f"every quantity needs the same (chain, draw) leading axes, got "
                          f"{ {k: v.shape for k, v in arrays.items()} }")
     n_chains, n_draws = shapes.pop()
     az = _arviz()

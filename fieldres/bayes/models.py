@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._validation import FieldresInputError
 from ..kernels.activations import Activation, get_activation
 from ..kernels.recursion import Hyper
 
@@ -88,7 +89,7 @@ def _check_sizes(d_in: int, width: int, depth: int, d_out: int) -> None:
     for name, v, lo in (("d_in", d_in, 1), ("width", width, 1), ("depth", depth, 1),
                         ("d_out", d_out, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+            raise FieldresInputError(f"{name} must be an integer >= {lo}, got {v!r}")
 
 
 def init_params(

@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from .._validation import FieldresInputError
 from ..defaults import Hyper
 from ..kernels.activations import Activation
 
@@ -144,16 +145,18 @@ def nlo_posterior(
     Y = jnp.asarray(Y_train, K.dtype)
     n = Y.shape[0] if Y.ndim == 1 else -1
     if K.shape != (P, P) or jnp.shape(out_shift) != (P, P) or jnp.shape(out_cov) != (P,) * 4:
-        raise ValueError(f"out, out_shift, out_cov must be (P, P), (P, P), (P, P, P, P); got "
+        raise FieldresInputError(
+            f"out, out_shift, out_cov must be (P, P), (P, P), (P, P, P, P); got "
                          f"{K.shape}, {jnp.shape(out_shift)}, {jnp.shape(out_cov)}")
     if not 1 <= n < P:
-        raise ValueError(f"Y_train must be (n,) with 1 <= n < P = {P} (test points follow the "
+        raise FieldresInputError(
+            f"Y_train must be (n,) with 1 <= n < P = {P} (test points follow the "
                          f"training points), got shape {Y.shape}")
     T = float(noise)
     if not (math.isfinite(T) and T > 0):
-        raise ValueError(f"noise T must be a positive finite number, got {noise}")
+        raise FieldresInputError(f"noise T must be a positive finite number, got {noise}")
     if not (math.isfinite(width) and width > 0):
-        raise ValueError(f"width must be positive, got {width}")
+        raise FieldresInputError(f"width must be positive, got {width}")
     shift = jnp.asarray(out_shift, K.dtype)
     cov = jnp.asarray(out_cov, K.dtype)
 
@@ -199,7 +202,7 @@ def finite_width_posterior(
 
     X = np.concatenate([np.asarray(X_train, float), np.asarray(X_test, float)])
     if X.shape[0] > 4:
-        raise ValueError(f"the finite-width statistics cover at most 4 inputs; got "
+        raise FieldresInputError(f"the finite-width statistics cover at most 4 inputs; got "
                          f"n_train + n_test = {X.shape[0]}")
     K0 = input_kernel(X, hyper.sigma_w2_in, hyper.sigma_b2_in)
     fw = finite_width(K0, rho, depth, hyper, activation, residual=residual)

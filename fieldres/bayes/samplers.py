@@ -44,6 +44,8 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array
 
+from .._validation import FieldresInputError
+
 __all__ = ["Sampler", "MALA", "NUTS", "SGLD", "ULA", "NUTSChain"]
 
 PyTree = Any
@@ -222,7 +224,7 @@ class SGLD(Sampler):
     def __check_init__(self):
         n = self.data_size
         if self.batch_size is not None and not (1 <= self.batch_size <= n):
-            raise ValueError(f"batch_size must be in [1, {n}] (the data size), "
+            raise FieldresInputError(f"batch_size must be in [1, {n}] (the data size), "
                              f"got {self.batch_size}")
 
     def init(self, position, context):

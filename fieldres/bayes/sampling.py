@@ -49,6 +49,7 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 from tqdm.auto import tqdm
 
+from .._validation import FieldresInputError
 from .samplers import MALA, NUTS, SGLD, ULA, NUTSChain, Sampler, _all_finite
 
 __all__ = [
@@ -340,13 +341,13 @@ def load_run(path: str | os.PathLike, like_state: RunState, like_trace=None):
         leaves, treedef = jax.tree.flatten(like_state)
         names = sorted(k for k in f.files if k.startswith("state_"))
         if len(names) != len(leaves):
-            raise ValueError(f"{path}: saved run has {len(names)} state arrays, expected "
+            raise FieldresInputError(f"{path}: saved run has {len(names)} state arrays, expected "
                              f"{len(leaves)} (different sampler or model?)")
         new = []
         for name, leaf in zip(names, leaves):
             a = f[name]
             if a.shape != tuple(leaf.shape):
-                raise ValueError(f"{path}: {name} has shape {a.shape}, expected "
+                raise FieldresInputError(f"{path}: {name} has shape {a.shape}, expected "
                                  f"{tuple(leaf.shape)} (different model size or chain count?)")
             new.append(jnp.asarray(a, dtype=leaf.dtype))
         state = jax.tree.unflatten(treedef, new)
@@ -356,7 +357,7 @@ def load_run(path: str | os.PathLike, like_state: RunState, like_trace=None):
             t_leaves, t_def = jax.tree.flatten(like_trace)
             tn = sorted(k for k in f.files if k.startswith("trace_"))
             if len(tn) != len(t_leaves):
-                raise ValueError(f"{path}: saved traces do not match trace_fn")
+                raise FieldresInputError(f"{path}: saved traces do not match trace_fn")
             traces = jax.tree.unflatten(t_def, [f[k] for k in tn])
     return state, traces, valid, meta
 
@@ -368,7 +369,7 @@ def load_run(path: str | os.PathLike, like_state: RunState, like_trace=None):
 
 def _check_int(name: str, v, lo: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        raise FieldresInputError(f"{name} must be an integer >= {lo}, got {v!r}")
     return int(v)
 
 
@@ -458,29 +459,31 @@ def _sample(
     thin = _check_int("thin", thin, 1)
     chunk_size = _check_int("chunk_size", chunk_size, 1)
     if burn_in >= n_steps:
-        raise ValueError(f"burn_in ({burn_in}) must be smaller than n_steps ({n_steps})")
+        raise FieldresInputError(f"burn_in ({burn_in}) must be smaller than n_steps ({n_steps})")
     n_samples = (n_steps - burn_in) // thin
     if n_samples < 1:
-        raise ValueError(f"no samples: n_steps - burn_in = {n_steps - burn_in} < thin = {thin}")
+        raise FieldresInputError(
+            f"no samples: n_steps - burn_in = {n_steps - burn_in} < thin = {thin}"
+        )
     total = burn_in + n_samples * thin
     leaves = jax.tree.leaves(positions)
     if not leaves:
-        raise ValueError("positions is an empty pytree")
+        raise FieldresInputError("positions is an empty pytree")
     C = int(leaves[0].shape[0])
     for x in leaves:
         if x.shape[:1] != (C,):
-            raise ValueError(f"every position leaf needs the same leading chain axis {C}, "
+            raise FieldresInputError(f"every position leaf needs the same leading chain axis {C}, "
                              f"got shape {x.shape}")
     dtype = jnp.result_type(*[x.dtype for x in leaves])
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"positions must be floating point, got {dtype}")
     adapt = sampler.adaptive if adapt_step_size is None else bool(adapt_step_size)
     if adapt and not sampler.adaptive:
-        raise ValueError(f"{type(sampler).__name__} has no acceptance rate to adapt to"
+        raise FieldresInputError(f"{type(sampler).__name__} has no acceptance rate to adapt to"
                          + (" (it adapts in its own warm-up)" if sampler.has_warmup else ""))
     eps0 = jnp.broadcast_to(jnp.asarray(step_size, dtype), (C,))
     if not bool(jnp.all(jnp.isfinite(eps0) & (eps0 > 0))):
-        raise ValueError(f"step_size must be positive and finite, got {step_size}")
+        raise FieldresInputError(f"step_size must be positive and finite, got {step_size}")
     if context is None:
         context = jnp.zeros((C,), dtype)
     t0 = time.perf_counter()
@@ -516,7 +519,7 @@ def _sample(
         state, tr, valid, old = load_run(save_path, state, like_trace)
         for k in ("n_chains", "burn_in", "thin", "sampler", "key", "adapt"):
             if old.get(k) != meta[k]:
-                raise ValueError(f"cannot resume {save_path}: saved {k} = {old.get(k)!r}, "
+                raise FieldresInputError(f"cannot resume {save_path}: saved {k} = {old.get(k)!r}, "
                                  f"requested {meta[k]!r}")
         state = _shard(state, sharding)
         if tr is not None:

@@ -101,7 +101,7 @@ def rho_star_diagonal(x_train, depth: int, n_inputs: int = 20) -> float:
     rho = np.asarray(r.rho_star, np.float64)
     ok = np.asarray(r.status) == 0
     if not ok.any():
-        raise ValueError(f"no interior rho*(L={depth}) for these inputs")
+        raise FieldresInputError(f"no interior rho*(L={depth}) for these inputs")
     return float(np.mean(rho[ok]))
 
 
@@ -116,7 +116,7 @@ def run_point(point: dict, settings: dict, out_dir: str) -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from ..data.datasets import make_dataset
+    from ..data.subsets import make_dataset
     from .training import train
 
     pts = Path(out_dir) / "points"
@@ -209,9 +209,10 @@ def run_sweep(grid: dict[str, list], *, preset: str, out_dir, cluster: str = "lo
             ex.update_parameters(timeout_min=int(time_min))
         jobs = ex.map_array(run_point, todo, [settings] * len(todo), [str(out)] * len(todo))
         for p, job in zip(todo, jobs):
-            try:
-                job.result()
-            except Exception as e:  # a failed job: keep the others, report it
+            # exception() waits for the job and returns its error instead of raising it
+            # (the debug executor's result() would open pdb on a failed job).
+            e = job.exception()
+            if e is not None:  # a failed job: keep the others, report it
                 failed.append(dict(point=p, error=str(e).strip().splitlines()[-1][:500]))
     rows = [json.loads((out / "points" / f"{point_name(p)}.json").read_text())
             for p in points if (out / "points" / f"{point_name(p)}.json").is_file()]

@@ -75,6 +75,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._validation import FieldresInputError
 from ..bayes.diagnostics import Diagnostics, diagnose
 from ..bayes.measures import debiased_change, kernel_alignment, relative_change
 from ..bayes.models import apply, hidden_kernels, init_params, log_prior
@@ -185,10 +186,10 @@ def make_log_density(likelihood: str, noise: float, hyper: Hyper, activation):
     ``logdensity(params, (X, Y), rho)`` the full-batch log posterior (up to a constant).
     """
     if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        raise FieldresInputError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
     noise = float(noise)
     if not (math.isfinite(noise) and noise > 0):
-        raise ValueError(f"noise (the likelihood variance T) must be positive, got {noise}")
+        raise FieldresInputError(f"noise (the likelihood variance T) must be positive, got {noise}")
     act = get_activation(activation)
 
     def logprior(params, rho):
@@ -261,7 +262,7 @@ def _se(v) -> float | None:
 
 def _check_pos_int(name, v, lo=1):
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        raise FieldresInputError(f"{name} must be an integer >= {lo}, got {v!r}")
     return int(v)
 
 
@@ -310,36 +311,36 @@ def train_sweep(
     steps = _check_pos_int("steps", steps, 2)
     n_kernel = _check_pos_int("n_kernel", n_kernel, 2)
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        raise FieldresInputError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if sampler != "sgld" and batch_size is not None:
-        raise ValueError(f"batch_size is for sgld only (sampler {sampler!r} is full-batch)")
+        raise FieldresInputError(f"batch_size is for sgld only (sampler {sampler!r} is full-batch)")
     rhos = np.atleast_1d(np.asarray(rhos, np.float64))
     if rhos.ndim != 1 or rhos.size == 0 or not np.all(np.isfinite(rhos) & (rhos >= 0)):
-        raise ValueError(f"rhos must be finite non-negative numbers, got {rhos}")
+        raise FieldresInputError(f"rhos must be finite non-negative numbers, got {rhos}")
     for name, v in (("noise", noise), ("temperature", temperature), ("step_size", step_size)):
         if not (math.isfinite(float(v)) and float(v) > 0):
-            raise ValueError(f"{name} must be positive and finite, got {v}")
+            raise FieldresInputError(f"{name} must be positive and finite, got {v}")
     burn_in = steps // 2 if burn_in is None else int(burn_in)
     if thin is None:
         thin = max(1, (steps - burn_in) // 100)
     dt = jnp.dtype(dtype)
     if dt not in (jnp.dtype("float32"), jnp.dtype("float64")):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        raise FieldresInputError(f"dtype must be float32 or float64, got {dtype!r}")
     if dt == jnp.dtype("float64") and not jax.config.jax_enable_x64:
-        raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update(...))")
+        raise FieldresInputError("dtype float64 needs jax_enable_x64 (jax.config.update(...))")
 
     xtr = np.asarray(x_train, np.float64)
     xte = np.asarray(x_test, np.float64)
     if xtr.ndim != 2 or xte.ndim != 2 or xtr.shape[1] != xte.shape[1]:
-        raise ValueError(f"x_train and x_test must be (n, d_in) with the same d_in, got "
+        raise FieldresInputError(f"x_train and x_test must be (n, d_in) with the same d_in, got "
                          f"{xtr.shape} and {xte.shape}")
     if len(xtr) < 2 or len(xte) < 1:
-        raise ValueError("need at least 2 training and 1 test example")
+        raise FieldresInputError("need at least 2 training and 1 test example")
     if likelihood == "softmax":
         ytr = np.asarray(y_train).astype(np.int64)
         yte = np.asarray(y_test).astype(np.int64)
         if ytr.ndim != 1:
-            raise ValueError("softmax likelihood needs integer class labels of shape (n,)")
+            raise FieldresInputError("softmax likelihood needs integer class labels of shape (n,)")
         d_out = int(max(ytr.max(), yte.max())) + 1
         y_kernel = np.eye(d_out)[ytr]
     else:
@@ -350,7 +351,7 @@ def train_sweep(
         d_out = ytr.shape[1]
         y_kernel = ytr
     if len(ytr) != len(xtr) or len(yte) != len(xte):
-        raise ValueError("x and y have different numbers of examples")
+        raise FieldresInputError("x and y have different numbers of examples")
     d_in = xtr.shape[1]
     act = get_activation(activation)
     hyper_s = jax.tree.map(lambda v: jnp.asarray(v, dt), hyper)
@@ -567,7 +568,7 @@ def train(
     Returns the :class:`TrainResult` (``.to_dict()`` for JSON); ``extra`` holds the data
     description and the theoretical context.
     """
-    from ..data.datasets import make_dataset
+    from ..data.subsets import make_dataset
 
     likelihood = kwargs.get("likelihood", "gaussian")
     if data is None:

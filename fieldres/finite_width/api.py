@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
-from .._validation import check_depth, check_finite, check_nonnegative
+from .._validation import FieldresInputError, check_depth, check_finite, check_nonnegative
 from ..kernels.activations import Activation, get_activation
 from ..kernels.recursion import Hyper
 from ._leading import _layer_kernels_jit
@@ -103,14 +103,16 @@ def finite_width(
     if inputs is not None:
         inputs = tuple(int(i) for i in inputs)
         if not 1 <= len(inputs) <= 4 or len(set(inputs)) != len(inputs):
-            raise ValueError(f"inputs must be 1 to 4 distinct input indices, got {inputs}")
+            raise FieldresInputError(f"inputs must be 1 to 4 distinct input indices, got {inputs}")
         if min(inputs) < 0 or max(inputs) >= K0.shape[0]:
-            raise ValueError(f"inputs {inputs} out of range for a {K0.shape[0]} x "
+            raise FieldresInputError(f"inputs {inputs} out of range for a {K0.shape[0]} x "
                              f"{K0.shape[0]} kernel")
         K0 = K0[jnp.asarray(inputs)][:, jnp.asarray(inputs)]
     if K0.shape[0] > 4:
-        raise ValueError(f"finite_width computes every entry for P <= 4 inputs; got P = "
-                         f"{K0.shape[0]}: select up to four with inputs=(...)")
+        raise FieldresInputError(
+            f"finite_width computes every entry for P <= 4 inputs; got P = {K0.shape[0]}: "
+            f"select up to four with inputs=(...), or use fieldres.finite_width.many "
+            f"(finite_width_many, contract_kernel_cov)")
     if isinstance(depth, bool) or not isinstance(depth, int | np.integer):
         raise TypeError(f"depth must be a Python int, got {type(depth).__name__}")
     check_depth(depth)
@@ -124,7 +126,7 @@ def finite_width(
         degree = 80 if erf_closed else 48
     for name, v in (("degree", degree), ("inner_degree", inner_degree), ("n_theta", n_theta)):
         if int(v) < 8:
-            raise ValueError(f"{name} must be >= 8, got {v}")
+            raise FieldresInputError(f"{name} must be >= 8, got {v}")
     if hyper is None:
         hyper = Hyper()
     if block is None:
@@ -152,7 +154,7 @@ def _choose_method(method, grid, K0, rho, hyper, act, depth, residual, cross_lay
     from .._validation import is_concrete
 
     if method not in ("auto", "walk", "pairs"):
-        raise ValueError(f"method must be 'auto', 'walk' or 'pairs', got {method!r}")
+        raise FieldresInputError(f"method must be 'auto', 'walk' or 'pairs', got {method!r}")
     P = K0.shape[0]
     if method == "pairs":
         return "pairs", ()
@@ -166,13 +168,14 @@ def _choose_method(method, grid, K0, rho, hyper, act, depth, residual, cross_lay
         return "pairs", ()
     if P > 2:
         if method == "walk":
-            raise ValueError(f"the walk method handles P <= 2 inputs (a grid in P dimensions); "
+            raise FieldresInputError(
+                f"the walk method handles P <= 2 inputs (a grid in P dimensions); "
                              f"got P = {P}: use method='pairs'")
         return "pairs", ()
     walk = residual and cross_layer
     if grid is not None:
         if int(grid) < 16:
-            raise ValueError(f"grid must be >= 16 points per axis, got {grid}")
+            raise FieldresInputError(f"grid must be >= 16 points per axis, got {grid}")
         g = int(grid) + int(grid) % 2
         return "walk", (g if walk else 0, g)
     if not all(is_concrete(x) for x in (K0, rho, *jax.tree.leaves(hyper))):
@@ -183,7 +186,7 @@ def _choose_method(method, grid, K0, rho, hyper, act, depth, residual, cross_lay
     if lam > 1e-12 and n <= _WALK_MAX_GRID:
         return "walk", (n, _same_layer_grid_size(Ks, act))
     if method == "walk":
-        raise ValueError(
+        raise FieldresInputError(
             f"the walk method needs a grid of more than {_WALK_MAX_GRID} points per axis: "
             f"the kernel is (nearly) singular (inputs almost identical or opposite); use "
             f"method='pairs' or pass grid=...")

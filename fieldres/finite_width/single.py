@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .._validation import check_depth, check_finite, check_nonnegative
+from .._validation import FieldresInputError, check_depth, check_finite, check_nonnegative
 from ..kernels.activations import Activation, get_activation
 from ..kernels.quadrature import gauss_hermite
 from ..kernels.recursion import Hyper, output_kernel, propagate
@@ -238,20 +238,22 @@ def finite_width_single(
     """
     k0 = jnp.asarray(k0)
     if k0.size != 1:
-        raise ValueError(f"finite_width_single needs a single input kernel, got shape {k0.shape}")
+        raise FieldresInputError(
+            f"finite_width_single needs a single input kernel, got shape {k0.shape}"
+        )
     k0 = k0.reshape(())
     if not jnp.issubdtype(k0.dtype, jnp.floating):
         k0 = k0.astype(jnp.result_type(float))
     check_finite("k0", k0)
     if not bool(k0 > 0):
-        raise ValueError(f"k0 must be positive, got {float(k0)}")
+        raise FieldresInputError(f"k0 must be positive, got {float(k0)}")
     check_finite("rho", rho)
     check_nonnegative("rho (the residual scaling)", rho)
     check_depth(depth)
     if isinstance(depth, bool) or not isinstance(depth, int | np.integer):
         raise TypeError(f"depth must be a Python int, got {type(depth).__name__}")
     if int(degree) < 8:
-        raise ValueError(f"degree must be >= 8, got {degree}")
+        raise FieldresInputError(f"degree must be >= 8, got {degree}")
     act = get_activation(activation)
     if hyper is None:
         hyper = Hyper()

@@ -83,6 +83,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._validation import FieldresInputError
 from .gaussian import (
     _DEFAULT_DEGREE,
     _as_float,
@@ -142,7 +143,7 @@ class Activation(eqx.Module):
         """
         order = int(order)
         if order < 0:
-            raise ValueError(f"derivative order must be >= 0, got {order}")
+            raise FieldresInputError(f"derivative order must be >= 0, got {order}")
         f = self.fn
         for _ in range(order):
             f = jnp.vectorize(jax.grad(lambda y, g=f: g(y) * 1.0))
@@ -309,7 +310,7 @@ class LeakyReLU(Activation):
     def __init__(self, slope: float = 0.01):
         slope = float(slope)
         if not math.isfinite(slope):
-            raise ValueError(f"leaky ReLU slope must be finite, got {slope}")
+            raise FieldresInputError(f"leaky ReLU slope must be finite, got {slope}")
         self.slope = slope
         self.name = f"leaky_relu:{slope:g}"
 
@@ -429,11 +430,11 @@ class GaussHermite(Activation):
         if not callable(function):
             raise TypeError(f"GaussHermite needs a callable activation, got {function!r}")
         if rule not in _DEFAULT_DEGREE:
-            raise ValueError(f"unknown quadrature rule {rule!r}; expected one of "
+            raise FieldresInputError(f"unknown quadrature rule {rule!r}; expected one of "
                              f"{sorted(_DEFAULT_DEGREE)}")
         degree = _DEFAULT_DEGREE[rule] if degree is None else int(degree)
         if degree < 2:
-            raise ValueError(f"quadrature degree must be >= 2, got {degree}")
+            raise FieldresInputError(f"quadrature degree must be >= 2, got {degree}")
         self.function = function
         self.name = name
         self.degree = degree
@@ -575,15 +576,17 @@ def get_activation(activation: str | Activation | Callable) -> Activation:
             try:
                 value = float(tail)
             except ValueError:
-                raise ValueError(f"the parameter of {head} must be a number, got "
+                raise FieldresInputError(f"the parameter of {head} must be a number, got "
                                  f"{activation!r}") from None
             if not math.isfinite(value):
-                raise ValueError(f"the parameter of {head} must be finite, got {value}")
+                raise FieldresInputError(f"the parameter of {head} must be finite, got {value}")
             return _FAMILIES[head](value)
         if key == "alpha-relu":
-            raise ValueError("activation 'alpha-relu' needs its exponent, e.g. 'alpha-relu:0.8'")
+            raise FieldresInputError(
+                "activation 'alpha-relu' needs its exponent, e.g. 'alpha-relu:0.8'"
+            )
         if key not in ACTIVATIONS:
-            raise ValueError(
+            raise FieldresInputError(
                 f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}, "
                 "'leaky_relu:SLOPE', 'alpha-relu:ALPHA' or an elementwise callable"
             )

@@ -16,6 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._validation import FieldresInputError
 from .activations import Activation, _as_float
 from .quadrature import tanh_sinh
 
@@ -81,7 +82,7 @@ class AlphaReLU(Activation):
     def __init__(self, alpha: float):
         alpha = float(alpha)
         if not (0.0 < alpha <= 2.0):
-            raise ValueError(f"alpha-ReLU needs 0 < alpha <= 2, got alpha = {alpha}")
+            raise FieldresInputError(f"alpha-ReLU needs 0 < alpha <= 2, got alpha = {alpha}")
         self.alpha = alpha
         self.name = f"alpha-relu({alpha:g})"
 
@@ -108,7 +109,7 @@ class AlphaReLU(Activation):
         Finite for ``alpha > 1/2`` only (``ValueError`` otherwise).
         """
         if self.alpha <= 0.5:
-            raise ValueError(
+            raise FieldresInputError(
                 f"E[phi'^2] diverges for alpha-ReLU with alpha <= 1/2 (got {self.alpha})")
         k = jnp.asarray(k)
         return self.alpha**2 * _c_alpha(self.alpha - 1.0) * k ** (self.alpha - 1.0)

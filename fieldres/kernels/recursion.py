@@ -32,7 +32,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .._validation import check_depth, check_finite, check_kernel, check_nonnegative, is_concrete
+from .._validation import (
+    FieldresInputError,
+    check_depth,
+    check_finite,
+    check_kernel,
+    check_nonnegative,
+    is_concrete,
+)
 from ..defaults import Hyper
 from ..kernels.activations import Activation, get_activation
 
@@ -76,7 +83,7 @@ def input_kernel(
     """``K^(0) = sigma_b2_in + sigma_w2_in X X^T / d_in`` for inputs ``X`` of shape ``(P, d_in)``."""
     X = jnp.asarray(X)
     if X.ndim != 2:
-        raise ValueError(f"X must have shape (P, d_in), got shape {X.shape}")
+        raise FieldresInputError(f"X must have shape (P, d_in), got shape {X.shape}")
     check_finite("X", X)
     check_nonnegative("sigma_w2_in", sigma_w2_in)
     check_nonnegative("sigma_b2_in", sigma_b2_in)
@@ -196,13 +203,13 @@ def _resolve_steps(depth, max_depth) -> tuple[int, ArrayLike | None]:
     if max_depth is None:
         if is_concrete(depth) and jnp.ndim(depth) == 0:
             return int(depth), None
-        raise ValueError(
+        raise FieldresInputError(
             "depth is a traced or array value: pass max_depth (a Python int >= every depth) "
             "to fix the length of the layer loop"
         )
     check_depth(max_depth, "max_depth")
     if is_concrete(depth) and jnp.any(jnp.asarray(depth) > max_depth):
-        raise ValueError(f"depth {depth} exceeds max_depth {max_depth}")
+        raise FieldresInputError(f"depth {depth} exceeds max_depth {max_depth}")
     return int(max_depth), depth
 
 

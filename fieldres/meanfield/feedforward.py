@@ -66,7 +66,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike
 
-from .._validation import check_nonnegative
+from .._validation import FieldresInputError, check_nonnegative
 from ..kernels.activations import get_activation
 from ..kernels.quadrature import gauss_legendre
 from ..kernels.recursion import gaussian_layer
@@ -493,7 +493,7 @@ def critical_sigma_w2(
     check_nonnegative("sigma_b2", sigma_b2)
     lo, hi = bracket
     if not (0 < lo < hi and np.isfinite(hi)):
-        raise ValueError(f"bracket must satisfy 0 < lo < hi < inf, got {bracket}")
+        raise FieldresInputError(f"bracket must satisfy 0 < lo < hi < inf, got {bracket}")
     sb2 = jnp.asarray(sigma_b2, float)
     shape = sb2.shape
     sw2, q, st = _critical_batch(sb2.reshape(-1), act, jnp.log(jnp.asarray(lo, sb2.dtype)),
@@ -528,7 +528,7 @@ def phase_diagram(
     w = np.asarray(sigma_w2, float)
     b = np.asarray(sigma_b2, float)
     if w.ndim != 1 or b.ndim != 1:
-        raise ValueError("phase_diagram takes 1-D grids of sigma_w2 and sigma_b2")
+        raise FieldresInputError("phase_diagram takes 1-D grids of sigma_w2 and sigma_b2")
     W, B = np.meshgrid(w, b)
     grid = mean_field(W, B, activation)
     line = critical_sigma_w2(np.linspace(b.min(), b.max(), n_critical), activation,

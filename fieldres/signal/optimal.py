@@ -43,7 +43,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from .._validation import check_depth, check_kernel, check_positive
+from .._validation import FieldresInputError, check_depth, check_kernel, check_positive
 from ..kernels.activations import Activation, get_activation
 from ..kernels.quadrature import gauss_legendre
 from ..kernels.recursion import Hyper, as_arrays, gaussian_layer, output_kernel, propagate
@@ -180,9 +180,11 @@ def _solve_batch(K0subs, hyper, depths, act, n_steps, diagonal, grid_u, atol):
 def _grid(rho_range, n_grid, dtype):
     lo, hi = rho_range
     if not (0 < lo < hi and np.isfinite(hi)):
-        raise ValueError(f"rho_range must satisfy 0 < rho_min < rho_max < inf, got {rho_range}")
+        raise FieldresInputError(
+            f"rho_range must satisfy 0 < rho_min < rho_max < inf, got {rho_range}"
+        )
     if n_grid < 5:
-        raise ValueError(f"n_grid must be >= 5, got {n_grid}")
+        raise FieldresInputError(f"n_grid must be >= 5, got {n_grid}")
     # A wide range (e.g. rho_max = 1e300) must not thin the grid out so much that the
     # maximum falls between two points: keep the spacing in log rho at most that of the
     # default range (1e-3, 1e2) on 64 points (bounded: at most ~7,600 points in float64).
@@ -243,7 +245,7 @@ def rho_star_entries(
     entries = [tuple(int(x) for x in e) for e in entries]
     for a, b in entries:
         if not (0 <= a < P and 0 <= b < P):
-            raise ValueError(f"entry {(a, b)} out of range for a {P} x {P} kernel")
+            raise FieldresInputError(f"entry {(a, b)} out of range for a {P} x {P} kernel")
     depths = np.broadcast_to(np.asarray(depth), (len(entries),))
     check_depth(depths)
     n_steps = int(depths.max())
@@ -312,7 +314,7 @@ def rho_star(
     a, b = entry
     P = K0.shape[0]
     if not (0 <= a < P and 0 <= b < P):
-        raise ValueError(f"entry {entry} out of range for a {P} x {P} kernel")
+        raise FieldresInputError(f"entry {entry} out of range for a {P} x {P} kernel")
     diagonal = a == b
     if diagonal:
         block = K0[a, a].reshape(1, 1)
@@ -322,7 +324,7 @@ def rho_star(
     check_depth(depth)
     if max_depth is None:
         if not isinstance(depth, int | np.integer):
-            raise ValueError("pass max_depth when depth is an array or traced")
+            raise FieldresInputError("pass max_depth when depth is an array or traced")
         n_steps, dmask = int(depth), None
     else:
         n_steps, dmask = int(max_depth), depth
@@ -389,11 +391,11 @@ def rho_star_scaling(
     """
     depths = np.asarray(depths, dtype=int)
     if depths.ndim != 1 or depths.size == 0:
-        raise ValueError(f"depths must be a non-empty list of integers, got {depths}")
+        raise FieldresInputError(f"depths must be a non-empty list of integers, got {depths}")
     check_depth(depths)
     K0 = jnp.asarray(K0)
     if K0.shape[0] < 2:
-        raise ValueError("rho_star_scaling needs a kernel of at least two inputs (P >= 2)")
+        raise FieldresInputError("rho_star_scaling needs a kernel of at least two inputs (P >= 2)")
     n = len(depths)
     diag = rho_star_entries(K0, depths, hyper, activation, entries=[diagonal_entry] * n,
                             rho_range=rho_range, n_grid=n_grid, atol=atol)

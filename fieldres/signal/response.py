@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._validation import FieldresInputError
 from ..kernels.activations import Activation, get_activation
 from ..kernels.recursion import (
     Hyper,
@@ -144,7 +145,7 @@ def response_jacobian(
     large ``P``.
     """
     if layer not in ("out", "L", "all"):
-        raise ValueError(f"layer must be 'out', 'L' or 'all', got {layer!r}")
+        raise FieldresInputError(f"layer must be 'out', 'L' or 'all', got {layer!r}")
     K0, rho, hyper, act, n_steps, _ = prepare(K0, rho, depth, None, hyper, activation)
     return _jacobian(K0, rho, hyper, act, n_steps, residual, layer)
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
+from .._validation import FieldresInputError
 from ..kernels.activations import get_activation
 from .sampler import _gram_factor, design, kernel_factor
 from .stats import _is_traced
@@ -39,19 +40,19 @@ def _check_scalar(name: str, value: Any, *, nonnegative: bool) -> None:
         return
     arr = np.asarray(value)
     if arr.ndim != 0:
-        raise ValueError(f"{name} must be a scalar, got an array of shape {arr.shape}")
+        raise FieldresInputError(f"{name} must be a scalar, got an array of shape {arr.shape}")
     v = float(arr)
     if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v}")
+        raise FieldresInputError(f"{name} must be finite, got {v}")
     if nonnegative and v < 0:
-        raise ValueError(f"{name} must be non-negative, got {v}")
+        raise FieldresInputError(f"{name} must be non-negative, got {v}")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise FieldresInputError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
@@ -74,18 +75,20 @@ def _check_K0(K0: Any, dtype: Any) -> bool:
     """Validate a concrete input kernel; return True if it is numerically positive definite."""
     arr = np.asarray(K0, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 1:
-        raise ValueError(f"K0 must be a square (P, P) matrix, got shape {arr.shape}")
+        raise FieldresInputError(f"K0 must be a square (P, P) matrix, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError("K0 contains NaN or inf")
+        raise FieldresInputError("K0 contains NaN or inf")
     scale = max(float(np.max(np.abs(arr))), np.finfo(np.float64).tiny)
     tol = 100.0 * float(jnp.finfo(dtype).eps) * scale
     if np.max(np.abs(arr - arr.T)) > tol:
-        raise ValueError(
+        raise FieldresInputError(
             f"K0 must be symmetric; max |K0 - K0^T| = {np.max(np.abs(arr - arr.T)):.3g}"
         )
     eig = np.linalg.eigvalsh(0.5 * (arr + arr.T))
     if eig[0] < -tol * arr.shape[0]:
-        raise ValueError(f"K0 must be positive semi-definite; smallest eigenvalue is {eig[0]:.6g}")
+        raise FieldresInputError(
+            f"K0 must be positive semi-definite; smallest eigenvalue is {eig[0]:.6g}"
+        )
     return bool(eig[0] > tol * arr.shape[0])
 
 
@@ -153,7 +156,7 @@ def _setup(
     n_networks = _check_int("n_networks", n_networks, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     if method not in ("sampler", "full"):
-        raise ValueError(f"method must be 'sampler' or 'full', got {method!r}")
+        raise FieldresInputError(f"method must be 'sampler' or 'full', got {method!r}")
     _check_scalar("rho", rho, nonnegative=False)
     for name, value in (
         ("sigma_w2", sigma_w2),
@@ -166,7 +169,9 @@ def _setup(
         _check_scalar(name, value, nonnegative=True)
     act = _resolve_activation(activation)
     if (K0 is None) == (X is None):
-        raise ValueError("give exactly one of K0 (input kernel) and X (input data, (P, d_in))")
+        raise FieldresInputError(
+            "give exactly one of K0 (input kernel) and X (input data, (P, d_in))"
+        )
 
     dtype = jnp.dtype(_float_dtype(K0, X))
     use_cholesky = True
@@ -176,19 +181,19 @@ def _setup(
             use_cholesky = _check_K0(K0, dtype)
         data = jnp.asarray(K0, dtype)
         if data.ndim != 2 or data.shape[0] != data.shape[1]:
-            raise ValueError(f"K0 must be a square (P, P) matrix, got shape {data.shape}")
+            raise FieldresInputError(f"K0 must be a square (P, P) matrix, got shape {data.shape}")
         input_mode = "factor"
     else:
         route = "X"
         if not _is_traced(X):
             Xa = np.asarray(X, dtype=np.float64)
             if Xa.ndim != 2 or Xa.shape[0] < 1 or Xa.shape[1] < 1:
-                raise ValueError(f"X must have shape (P, d_in), got {Xa.shape}")
+                raise FieldresInputError(f"X must have shape (P, d_in), got {Xa.shape}")
             if not np.all(np.isfinite(Xa)):
-                raise ValueError("X contains NaN or inf")
+                raise FieldresInputError("X contains NaN or inf")
         data = jnp.asarray(X, dtype)
         if data.ndim != 2:
-            raise ValueError(f"X must have shape (P, d_in), got {data.shape}")
+            raise FieldresInputError(f"X must have shape (P, d_in), got {data.shape}")
         input_mode = "weights" if method == "full" else "factor"
 
     def as_sd(v):

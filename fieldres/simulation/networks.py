@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._validation import FieldresInputError
 from ._setup import _batch_input, _check_int, _check_scalar, _Config, _Params, _setup
 from .sampler import design, gaussian_layer, gaussian_rows, kernel_factor
 from .stats import (
@@ -389,7 +390,7 @@ def simulate_response(
         error of the output kernel itself.
     """
     if K0 is None:
-        raise ValueError("simulate_response needs the input kernel K0")
+        raise FieldresInputError("simulate_response needs the input kernel K0")
     s = _setup(
         K0,
         None,
@@ -411,15 +412,15 @@ def simulate_response(
     cfg = s.cfg
     T = jnp.asarray(tangent, cfg.dtype)
     if T.shape != s.data.shape:
-        raise ValueError(f"tangent must have the shape of K0 {s.data.shape}, got {T.shape}")
+        raise FieldresInputError(f"tangent must have the shape of K0 {s.data.shape}, got {T.shape}")
     if not _is_traced(tangent):
         Ta = np.asarray(tangent, dtype=np.float64)
         if not np.all(np.isfinite(Ta)):
-            raise ValueError("tangent contains NaN or inf")
+            raise FieldresInputError("tangent contains NaN or inf")
         if np.max(np.abs(Ta - Ta.T)) > 100 * float(jnp.finfo(cfg.dtype).eps) * max(
             float(np.max(np.abs(Ta))), 1e-300
         ):
-            raise ValueError("tangent must be a symmetric (P, P) matrix")
+            raise FieldresInputError("tangent must be a symmetric (P, P) matrix")
     _check_scalar("rho_tangent", rho_tangent, nonnegative=False)
 
     inp, d_inp = jax.jvp(lambda K: kernel_factor(K, s.use_cholesky), (s.data,), (T,))

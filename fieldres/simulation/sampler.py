@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._validation import FieldresInputError
+
 __all__ = [
     "affine",
     "bias_vector",
@@ -170,7 +172,7 @@ def weight_matrix(
         return jnp.sqrt(sigma_w2 / n) * jax.random.normal(key, (n, n), dtype)
     if init == "orthogonal":
         return jnp.sqrt(sigma_w2) * haar_orthogonal(key, n, dtype)
-    raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    raise FieldresInputError(f"init must be one of {INITS}, got {init!r}")
 
 
 def bias_vector(key: PRNGKeyArray, n: int, sigma_b2: Array, dtype: Any = None) -> Array:

@@ -19,6 +19,8 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
+from .._validation import FieldresInputError
+
 __all__ = [
     "ResponseResult",
     "RunningMoments",
@@ -69,7 +71,7 @@ class SimulationResult(eqx.Module):
         """
         key = name.removesuffix("_mean")
         if key not in ("C", "K", "out"):
-            raise ValueError(f"stderr: expected 'C', 'K' or 'out', got {name!r}")
+            raise FieldresInputError(f"stderr: expected 'C', 'K' or 'out', got {name!r}")
         var = getattr(self, f"{key}_var")
         return jnp.sqrt(var / self.n_networks)
 

@@ -16,7 +16,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import ArrayLike
 
-from ..._validation import check_depth
+from ..._validation import FieldresInputError, check_depth
 from ...kernels.activations import Activation
 from .recursion import (
     ResHyper,
@@ -72,12 +72,12 @@ def initialisation_for_level(
     """
     _check_kind(kind)
     if quantity not in _QUANTITIES:
-        raise ValueError(f"quantity must be one of {_QUANTITIES}, got {quantity!r}")
+        raise FieldresInputError(f"quantity must be one of {_QUANTITIES}, got {quantity!r}")
     if vary not in _VARIED:
-        raise ValueError(f"vary must be one of {_VARIED}, got {vary!r}")
+        raise FieldresInputError(f"vary must be one of {_VARIED}, got {vary!r}")
     lo, hi = bracket
     if not (0 < lo < hi and math.isfinite(hi)):
-        raise ValueError(f"bracket must satisfy 0 < lo < hi < inf, got {bracket}")
+        raise FieldresInputError(f"bracket must satisfy 0 < lo < hi < inf, got {bracket}")
     K0 = _as_K0(K0)
     if quantity != "log_s":
         K0 = K0[:1, :1]  # one input suffices (no bivariate expectations)

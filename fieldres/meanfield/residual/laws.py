@@ -15,6 +15,7 @@ import scipy.optimize
 import scipy.special
 from jaxtyping import ArrayLike
 
+from ..._validation import FieldresInputError
 from ...kernels.activations import Activation, Erf, GaussHermite, ReLU
 from ...kernels.alpha_relu import _c_alpha
 from .recursion import (
@@ -96,7 +97,7 @@ def asymptotic_laws(
     act = activation if isinstance(activation, Activation) else resolve_activation(activation)
     omega, _, a, beta = (float(x) for x in _branch(kind, hyper))
     if a <= 0:
-        raise ValueError("the residual branch has zero variance (sigma_v2 or sigma_w2 = 0)")
+        raise FieldresInputError("the residual branch has zero variance (sigma_v2 or sigma_w2 = 0)")
     I2 = _saturating_odd(act)
     if I2 is not None:
         B = a + beta
@@ -135,7 +136,7 @@ def asymptotic_laws(
     if isinstance(act, AlphaReLU):
         al = act.alpha
         if not (0.5 < al < 1.0):
-            raise ValueError(f"the alpha-ReLU laws are derived for 1/2 < alpha < 1, got {al}")
+            raise FieldresInputError(f"the alpha-ReLU laws are derived for 1/2 < alpha < 1, got {al}")
         A = a * _c_alpha(al) * omega**al
         beta_p = 1.0 / (1.0 - al)
         Cp = ((1.0 - al) * A) ** beta_p
@@ -158,7 +159,7 @@ def asymptotic_laws(
             "chi": Law("chi", "power", kappa, correction=1.0,
                        note="chi0/chil ~ l^(alpha^2/((1-alpha)(2 alpha-1)))"),
         }
-    raise ValueError(
+    raise FieldresInputError(
         f"asymptotic laws are derived for tanh, erf, relu and alpha-relu, not {act.name!r}")
 
 

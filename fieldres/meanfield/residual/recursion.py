@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ..._validation import check_depth, check_kernel, check_nonnegative
+from ..._validation import FieldresInputError, check_depth, check_kernel, check_nonnegative
 from ...kernels.activations import Activation, get_activation
 from ...kernels.alpha_relu import AlphaReLU
 from ..feedforward import derivative_variance
@@ -32,10 +32,10 @@ def resolve_activation(activation: Any, alpha: float | None = None) -> Activatio
         "alpha-relu", "alpharelu", "arelu"
     ):
         if alpha is None:
-            raise ValueError("activation 'alpha-relu' needs alpha (e.g. --alpha 0.8)")
+            raise FieldresInputError("activation 'alpha-relu' needs alpha (e.g. --alpha 0.8)")
         return AlphaReLU(alpha)
     if alpha is not None:
-        raise ValueError(f"alpha is only used with activation 'alpha-relu', got {activation!r}")
+        raise FieldresInputError(f"alpha is only used with activation 'alpha-relu', got {activation!r}")
     return get_activation(activation)
 
 
@@ -140,7 +140,7 @@ def _propagate_jit(K0, hyper, act, depth, kind):
 
 def _check_kind(kind: str) -> str:
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS} (full / reduced residual net), got {kind!r}")
+        raise FieldresInputError(f"kind must be one of {KINDS} (full / reduced residual net), got {kind!r}")
     return kind
 
 
@@ -150,7 +150,7 @@ def _as_K0(K0) -> Array:
         K0 = K0.reshape(1, 1)
     check_kernel(K0)
     if K0.shape[0] > 2:
-        raise ValueError(f"K0 must be 1 x 1 (one input) or 2 x 2 (two inputs), got {K0.shape}")
+        raise FieldresInputError(f"K0 must be 1 x 1 (one input) or 2 x 2 (two inputs), got {K0.shape}")
     return K0
 
 

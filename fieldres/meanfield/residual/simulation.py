@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, PRNGKeyArray
 
-from ..._validation import check_depth, check_kernel
+from ..._validation import FieldresInputError, check_depth, check_kernel
 from ...kernels.activations import Activation
 from ...simulation.sampler import affine, gaussian_rows, kernel_factor, scan_layers
 from ...simulation.stats import RunningMoments, batch_ranges, masked_moments, network_keys
@@ -100,15 +100,15 @@ def simulate_resnet(
     _check_kind(kind)
     check_depth(depth)
     if method not in ("sampler", "full"):
-        raise ValueError(f"method must be 'sampler' or 'full', got {method!r}")
+        raise FieldresInputError(f"method must be 'sampler' or 'full', got {method!r}")
     for name, v in (("width", width), ("n_networks", n_networks), ("batch_size", batch_size)):
         if int(v) < 1:
-            raise ValueError(f"{name} must be >= 1, got {v}")
+            raise FieldresInputError(f"{name} must be >= 1, got {v}")
     if int(n_networks) < 2:
-        raise ValueError("n_networks must be >= 2 for a standard error")
+        raise FieldresInputError("n_networks must be >= 2 for a standard error")
     K0 = np.asarray(K0, float)
     if K0.shape != (2, 2):
-        raise ValueError(f"simulate_resnet takes a 2 x 2 input kernel, got shape {K0.shape}")
+        raise FieldresInputError(f"simulate_resnet takes a 2 x 2 input kernel, got shape {K0.shape}")
     check_kernel(K0)
     act = activation if isinstance(activation, Activation) else resolve_activation(activation)
     R0 = kernel_factor(jnp.asarray(K0), use_cholesky=False)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
+from ..._validation import FieldresInputError
 from ...kernels.quadrature import gauss_legendre
 
 # ----------------------------------------------------------------------------------------
@@ -129,13 +130,14 @@ def spectral_activation(activation) -> SpectralActivation:
             try:
                 alpha = float(key.split(":", 1)[1])
             except ValueError:
-                raise ValueError(f"leaky ReLU slope must be a number, got {activation!r}") from None
+                raise FieldresInputError(
+                    f"leaky ReLU slope must be a number, got {activation!r}") from None
             if not math.isfinite(alpha):
-                raise ValueError(f"leaky ReLU slope must be finite, got {alpha}")
+                raise FieldresInputError(f"leaky ReLU slope must be finite, got {alpha}")
             fn, d = _leaky(alpha)
             return SpectralActivation(f"leaky_relu:{alpha:g}", fn, d, (0.0,), alpha == -1.0)
         if key not in SPECTRAL_ACTIVATIONS:
-            raise ValueError(
+            raise FieldresInputError(
                 f"unknown activation {activation!r}; expected one of "
                 f"{sorted(SPECTRAL_ACTIVATIONS)} (or 'leaky_relu:SLOPE') or a callable"
             )

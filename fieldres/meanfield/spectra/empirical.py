@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike
 
-from ..._validation import check_depth, check_positive
+from ..._validation import FieldresInputError, check_depth, check_positive
 from ...simulation.sampler import INITS, bias_vector, jacobian_step, scan_layers, weight_matrix
 from .theory import _checked, spectral_curve, universal_cdf
 
@@ -96,11 +96,11 @@ def jacobian_spectrum(
     check_depth(width, "width")
     check_depth(n_networks, "n_networks")
     if weights not in _WEIGHTS:
-        raise ValueError(f"weights must be one of {_WEIGHTS}, got {weights!r}")
+        raise FieldresInputError(f"weights must be one of {_WEIGHTS}, got {weights!r}")
     check_positive("rho", rho)
     mode = architecture if residual else "ffnet"
     if decorrelate and mode != "fieldres":
-        raise ValueError("decorrelate applies to the residual 'fieldres' architecture only")
+        raise FieldresInputError("decorrelate applies to the residual 'fieldres' architecture only")
     args = (jnp.asarray(rho, sw.dtype), sw, sb, kk)
     out = []
     for i in range(int(n_networks)):
@@ -116,9 +116,9 @@ def ks_distance(samples: ArrayLike, c: float) -> float:
     x = np.sort(np.asarray(samples, dtype=float).ravel())
     n = x.size
     if n == 0:
-        raise ValueError("ks_distance needs at least one sample")
+        raise FieldresInputError("ks_distance needs at least one sample")
     if not np.all(np.isfinite(x)):
-        raise ValueError("samples contain NaN or infinite values")
+        raise FieldresInputError("samples contain NaN or infinite values")
     F = universal_cdf(x, c)
     i = np.arange(1, n + 1)
     return float(max(np.max(i / n - F), np.max(F - (i - 1) / n)))
@@ -134,7 +134,7 @@ def ks_threshold(n: int, alpha: float = 1e-3) -> float:
     it as well.
     """
     if n < 1 or not 0 < alpha < 1:
-        raise ValueError(f"need n >= 1 and 0 < alpha < 1, got n={n}, alpha={alpha}")
+        raise FieldresInputError(f"need n >= 1 and 0 < alpha < 1, got n={n}, alpha={alpha}")
     return math.sqrt(math.log(2.0 / alpha) / (2.0 * n))
 
 

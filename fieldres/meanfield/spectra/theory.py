@@ -13,7 +13,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Float
 
-from ..._validation import check_depth, check_nonnegative, check_positive
+from ..._validation import FieldresInputError, check_depth, check_nonnegative, check_positive
 from ...kernels.recursion import Hyper, layer_update
 from .activations import _layer_moments, spectral_activation
 
@@ -149,7 +149,7 @@ def _checked(activation, depth, architecture, sigma_w2, sigma_b2, k0):
     act = spectral_activation(activation)
     check_depth(depth)
     if architecture not in _ARCHS:
-        raise ValueError(f"architecture must be one of {_ARCHS}, got {architecture!r}")
+        raise FieldresInputError(f"architecture must be one of {_ARCHS}, got {architecture!r}")
     check_positive("sigma_w2", sigma_w2)
     check_nonnegative("sigma_b2", sigma_b2)
     check_positive("k0 (the input variance)", k0)
@@ -193,7 +193,7 @@ def equalising_rho(
     above = np.nonzero(np.isfinite(vals) & (vals >= target))[0]
     if above.size == 0 or above[0] == 0:
         lo, hi = (np.nanmin(vals), np.nanmax(vals))
-        raise ValueError(
+        raise FieldresInputError(
             f"c = {c_target:g} is not reached for rho in [{rho_range[0]:g}, {rho_range[1]:g}] "
             f"({act.name}, L = {depth}: c ranges over [{math.exp(lo):.3g}, {math.exp(hi):.3g}])"
         )
@@ -216,7 +216,7 @@ def equalising_rho(
 def _check_c(c):
     c = float(c)
     if not math.isfinite(c) or c <= 0:
-        raise ValueError(f"the effective cumulant c must be positive and finite, got {c}")
+        raise FieldresInputError(f"the effective cumulant c must be positive and finite, got {c}")
     return c
 
 
@@ -450,7 +450,9 @@ def ffnet_critical_point(activation, sigma_b2: float, *,
 
         lo, hi = math.log(1e-12), math.log(1e6)
         if g(lo) < 0 or g(hi) > 0:
-            raise ValueError(f"no fixed point q* for sigma_w2 = {sw:g}, sigma_b2 = {sigma_b2:g}")
+            raise FieldresInputError(
+                f"no fixed point q* for sigma_w2 = {sw:g}, sigma_b2 = {sigma_b2:g}"
+            )
         return math.exp(scipy.optimize.brentq(g, lo, hi, xtol=1e-14))
 
     def chi1_minus_one(sw):
@@ -459,7 +461,7 @@ def ffnet_critical_point(activation, sigma_b2: float, *,
     a, b = sigma_w2_range
     fa, fb = chi1_minus_one(a), chi1_minus_one(b)
     if fa * fb > 0:
-        raise ValueError(
+        raise FieldresInputError(
             f"chi_1 - 1 does not change sign for sigma_w2 in [{a:g}, {b:g}] "
             f"({act.name}, sigma_b2 = {sigma_b2:g})"
         )
