@@ -548,7 +548,7 @@ def test_cli_nlo_errors(capsys):
 
     assert main(["nlo", "--width", "0"]) == 2
     assert "width" in capsys.readouterr().err
-    assert main(["nlo", "--activation", "relu"]) == 2
+    assert main(["nlo", "--activation", "relu", "--depth", "500"]) == 2  # O(L^2) pairs
     assert main(["nlo", "--k0", "1,0,0,0,0;0,1,0,0,0;0,0,1,0,0;0,0,0,1,0;0,0,0,0,1"]) == 2
 
 

@@ -31,13 +31,19 @@ MAX_NETWORKS = 10_000_000
 MAX_WIDTH_FULL = 4096
 
 
+#: Deepest ReLU network of the 1/N theory: a piecewise-linear activation uses the pairs
+#: method (kink-aligned quadrature for every pair of layers), O(L^2) in the depth.
+MAX_DEPTH_NLO_RELU = 50
+
+
 def _check_width_nlo(args) -> None:
-    """The 1/N theory: a smooth activation and a width where the expansion means something."""
-    if args.activation == "relu":
-        raise CLIError("the 1/N theory needs a smooth activation (erf, tanh, linear); ReLU's "
-                       "second derivative is a delta function")
+    """The 1/N theory: a width where the expansion means something; for ReLU a depth that
+    the pairs method (O(L^2) layer pairs) computes in reasonable time."""
     check_int(args, "width", MIN_WIDTH_NLO,
               why="the 1/N expansion of the finite-width theory means nothing at N = 1")
+    if args.activation == "relu":
+        check_int(args, "depth", 1, MAX_DEPTH_NLO_RELU,
+                  why="the 1/N theory of ReLU integrates every pair of layers, O(L^2)")
 
 
 def check_nlo(args) -> None:
@@ -58,9 +64,6 @@ def check_nlo(args) -> None:
         _check_width_nlo(args)
         return
     apply_preset(args)
-    if args.activation == "relu":
-        raise CLIError("simulate compares with the 1/N theory, which needs a smooth activation "
-                       "(erf, tanh, linear)")
     check_int(args, "width", 1, MAX_WIDTH_FULL if args.method == "full" else 10**7,
               why="--method full stores N x N weights" if args.method == "full" else "")
     check_int(args, "n_networks", 2, MAX_NETWORKS)

@@ -78,8 +78,11 @@ Gauss–Hermite rule in the independent variables :math:`(x/\sqrt{K^{(j)}}, v)` 
 Cholesky factor of a nearly singular matrix) and with the means subtracted before the
 product. For smooth activations (erf, tanh) the default ``degree = 128`` gives ~1e-12
 (tested against ``degree = 256``). The activation enters only through ``activation.fn``
-(derivatives by :func:`jax.grad`) and ``activation.variance`` (:math:`C, C', C''`); the
-quadrature assumes a smooth :math:`\phi` (not ReLU, whose :math:`(\phi^2)''` jumps).
+(derivatives by :func:`jax.grad`) and ``activation.variance`` (:math:`C, C', C''`); these
+rules assume a smooth :math:`\phi`. ReLU and leaky ReLU (:math:`\phi'' = (1-s)\delta`) have
+their own integrals (``_piecewise.py``): arc-cosine closed forms (Cho & Saul's :math:`J_2`)
+for one input, and for several inputs closed-form inner averages with their Dirac terms
+and an outer polar rule whose panels end on the kinks (the pairs method).
 
 **Several inputs, feed-forward nets, outputs, response.** :func:`finite_width` is the
 general-``P`` theory (every entry for ``P <= 4``, or up to four selected inputs of a larger

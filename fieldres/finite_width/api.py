@@ -54,8 +54,9 @@ def finite_width(
     hyper:
         :class:`~fieldres.kernels.recursion.Hyper` (default ``Hyper()``).
     activation:
-        A smooth activation (``"erf"`` uses closed-form inner integrals; ``"tanh"``, callables
-        and the quadrature activations use 2-D Gauss--Hermite).
+        ``"erf"`` (closed-form inner integrals); ``"tanh"``, smooth callables and the
+        quadrature activations (2-D rules); ``"relu"`` and ``"leaky_relu:SLOPE"`` (closed-form
+        inner averages with their Dirac terms, kink-aligned outer rule; pairs method only).
     residual:
         ResNet (default) or feed-forward net :math:`h^{(l)} = W\phi(h^{(l-1)}) + b`.
     inputs:
@@ -156,6 +157,14 @@ def _choose_method(method, grid, K0, rho, hyper, act, depth, residual, cross_lay
         raise FieldresInputError(f"method must be 'auto', 'walk' or 'pairs', got {method!r}")
     P = K0.shape[0]
     if method == "pairs":
+        return "pairs", ()
+    from ._piecewise import piecewise_slope
+
+    if piecewise_slope(act) is not None:  # ReLU, leaky ReLU: the grids assume a smooth phi
+        if method == "walk":
+            raise ValueError(f"the walk method needs a smooth activation (its grids do not "
+                             f"resolve the kink of {act.name}, and phi'' is a Dirac delta): "
+                             f"use method='pairs' (the default for {act.name})")
         return "pairs", ()
     if P > 2:
         if method == "walk":

@@ -227,8 +227,16 @@ def _intrinsic(Ks, act, erf_closed, pairs_mode, degree, inner_degree, n_theta, b
     f0 = act.fn
     phi_derivs = (f0, _elementwise_derivative(f0, 1), _elementwise_derivative(f0, 2))
 
-    def run(S_group, z_out, w_out, blk):
+    # Piecewise-linear phi (ReLU, leaky ReLU): closed-form inner averages and an outer rule
+    # with panel ends on the kinks (finite_width/_piecewise.py).
+    from ._piecewise import N_ANGLE, N_RADIUS, _pl_element_moments, piecewise_slope
+
+    slope = piecewise_slope(act)
+
+    def run(S_group, z_out, w_out, blk, rank1_group):
         def one(S):
+            if slope is not None:
+                return _pl_element_moments(S, slope, rank1_group, N_ANGLE, N_RADIUS, n_theta)
             return _element_moments(S, erf_closed, phi_derivs, z_out, w_out, zi, wi, n_theta)
 
         E = S_group.shape[0]
@@ -241,11 +249,12 @@ def _intrinsic(Ks, act, erf_closed, pairs_mode, degree, inner_degree, n_theta, b
 
     rank1 = el[:, 4] == el[:, 5]
     groups = []
-    for sel, z_out, w_out, blk in ((~rank1, zo, wo, block), (rank1, zo1, wo1, block * degree)):
+    for sel, z_out, w_out, blk, r1 in ((~rank1, zo, wo, block, False),
+                                       (rank1, zo1, wo1, block * degree, True)):
         idx_g = np.nonzero(sel)[0]
         if idx_g.size:
             groups.append((idx_g, run(Sig[jnp.asarray(idx_g)], z_out, w_out,
-                                      min(blk, int(idx_g.size)))))
+                                      min(blk, int(idx_g.size)), r1)))
     order = np.argsort(np.concatenate([g[0] for g in groups]))
     cCC, cKC, cCK, Y = (jnp.concatenate([g[1][i] for g in groups])[jnp.asarray(order)]
                         for i in range(4))

@@ -177,8 +177,15 @@ def rho_star_width(
     u_safe = jnp.where(ok, u0, 0.0)
 
     act = get_activation(activation)
+    from .._validation import is_concrete
     from ..kernels.activations import Erf
 
+    nan = jnp.asarray(jnp.nan, K0.dtype)
+    if is_concrete(lo.status) and not bool(ok):
+        # No leading-order optimum (e.g. ReLU, whose response grows monotonically with rho):
+        # nothing to correct, and the 1/N derivatives would be computed for nothing.
+        return WidthOptimum(rho_star_inf=lo.rho_star, rho_star=nan, shift=nan, chi_inf=nan,
+                            chi_1=nan, status=lo.status)
     erf_closed = isinstance(act, Erf)
     block, T, ik = _entry_block(K0, entry)
     dt = K0.dtype
@@ -193,7 +200,6 @@ def rho_star_width(
     shift = -d1 / dd0
     width = jnp.asarray(width, K0.dtype)
     rho_N = jnp.exp(u_safe + shift / width)
-    nan = jnp.asarray(jnp.nan, K0.dtype)
     return WidthOptimum(
         rho_star_inf=lo.rho_star,
         rho_star=jnp.where(ok, rho_N, nan),

@@ -22,6 +22,7 @@ from .._validation import FieldresInputError, check_depth, check_finite, check_n
 from ..kernels.activations import Activation, get_activation
 from ..kernels.quadrature import gauss_hermite
 from ..kernels.recursion import Hyper, output_kernel, propagate
+from ._piecewise import _pl_single_moments, piecewise_slope
 from .moments import _elementwise_derivative
 
 __all__ = ["SingleInputNLO", "finite_width_single", "gauss_cov_pair"]
@@ -131,9 +132,13 @@ def _single(k0, rho, hyper, act: Activation, depth: int, degree: int, cross_laye
         return act.fn(x) ** 2
 
     phi2_dd = _elementwise_derivative(phi2, 2)
+    slope = piecewise_slope(act)
+    if slope is not None:  # ReLU, leaky ReLU: arc-cosine closed forms (_piecewise.py)
+        U, c, Y = _pl_single_moments(K, slope)
 
     # Intrinsic covariances Xi[j, k] = Cov[phi^2(h^(j)), phi^2(h^(k))] (symmetric).
-    U = _pair_matrix(phi2, phi2, K, degree)
+    if slope is None:
+        U = _pair_matrix(phi2, phi2, K, degree)
     Xi = U + U.T - jnp.diag(jnp.diagonal(U))
     if not cross_layer:
         Xi = jnp.diag(jnp.diagonal(Xi))
@@ -147,11 +152,13 @@ def _single(k0, rho, hyper, act: Activation, depth: int, degree: int, cross_laye
 
     # Pre-activation kernel: r[l, j] = a sum_{j <= m < l} R[m, j];  c_j = Cov[phi^2(x), x^2].
     r = a * strict_lower @ R  # (strict_lower @ R)[l, j] = sum_{m<l} R[m, j]
-    c = gauss_cov_pair(phi2, lambda y: y**2, K, 0.0, degree)
+    if slope is None:
+        c = gauss_cov_pair(phi2, lambda y: y**2, K, 0.0, degree)
     K_var = jnp.einsum("lj,jk,lk->l", r, Xi, r) + 2.0 * r @ c + 2.0 * K**2
 
     # Mean shift Delta = R s.
-    Y = 0.5 * _pair_matrix(phi2, phi2_dd, K, degree)  # Y[j, l], j <= l
+    if slope is None:
+        Y = 0.5 * _pair_matrix(phi2, phi2_dd, K, degree)  # Y[j, l], j <= l
     if not cross_layer:
         Y = jnp.diag(jnp.diagonal(Y))
     acc_var = jnp.einsum("lm,mk,lk->l", strict_lower, C_cov, strict_lower)  # Var sum_{m<l}
@@ -201,7 +208,8 @@ def finite_width_single(
         ``sigma_b2`` and the output ones are used, the input-layer ones are not (``k0`` is
         the input kernel).
     activation:
-        A smooth activation: ``"erf"``, ``"tanh"``, an :class:`Activation` or a callable.
+        ``"erf"``, ``"tanh"``, an :class:`Activation` or a smooth callable (Gauss--Hermite
+        integrals), or ``"relu"`` / ``"leaky_relu:SLOPE"`` (arc-cosine closed forms, exact).
     cross_layer:
         Keep the cross-layer intrinsic covariances :math:`\\Xi^{(j,k)}, j\\ne k` (and the
         cross-layer moments of the mean shift). ``False`` is the (wrong) approximation that
