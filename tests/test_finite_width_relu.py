@@ -282,6 +282,7 @@ def test_p2_covariance_symmetric(relu_p2):
         np.testing.assert_allclose(M, M.T, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_leaky_relu_slope_one_is_the_linear_network():
     """leaky_relu:1 is the identity: the piecewise-linear route must give the linear net."""
     a = finite_width(K2, 0.5, 2, HYPER, "leaky_relu:1.0")

@@ -162,7 +162,7 @@ def _choose_method(method, grid, K0, rho, hyper, act, depth, residual, cross_lay
 
     if piecewise_slope(act) is not None:  # ReLU, leaky ReLU: the grids assume a smooth phi
         if method == "walk":
-            raise ValueError(f"the walk method needs a smooth activation (its grids do not "
+            raise FieldresInputError(f"the walk method needs a smooth activation (its grids do not "
                              f"resolve the kink of {act.name}, and phi'' is a Dirac delta): "
                              f"use method='pairs' (the default for {act.name})")
         return "pairs", ()
