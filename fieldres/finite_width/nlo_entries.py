@@ -32,7 +32,7 @@ from .nlo import _entry_block
 from .pairs import _general
 from .walk import _walk
 
-__all__ = ["WidthOptima", "rho_star_width_entries"]
+__all__ = ["WidthOptima", "check_pairs_invertible", "rho_star_width_entries"]
 
 #: A pair's 2 x 2 block is singular (the walk method needs it invertible) when its smallest
 #: eigenvalue is below this fraction of its largest diagonal entry (as in ``finite_width``).
@@ -120,6 +120,24 @@ class WidthOptima(eqx.Module):
                          chi_out_max_N=float(chiN[v].mean()))
             out[kind] = d
         return out
+
+
+def check_pairs_invertible(K0: Float[ArrayLike, "P P"],
+                           pairs: Sequence[tuple[int, int]] | None = None) -> None:
+    """Raise :class:`~fieldres.FieldresInputError` if the ``2 x 2`` block of ``K0`` of a pair
+    ``(a, b)`` (default: every pair ``a < b``) is singular: the walk method of the
+    finite-width theory needs it invertible (inputs identical or opposite up to scale)."""
+    Kn = np.asarray(K0, np.float64)
+    P = Kn.shape[0]
+    if pairs is None:
+        pairs = [(a, b) for a in range(P) for b in range(a + 1, P)]
+    for a, b in pairs:
+        blk2 = Kn[np.ix_([a, b], [a, b])]
+        if np.linalg.eigvalsh(blk2)[0] <= _SINGULAR * blk2.diagonal().max():
+            raise FieldresInputError(
+                f"inputs {a} and {b} are identical or opposite up to scale (their 2 x 2 "
+                f"block of K0 is singular): the finite-width walk method needs it "
+                f"invertible; drop one of the two inputs")
 
 
 def _all_entries(P):
@@ -244,17 +262,10 @@ def rho_star_width_entries(
     P = K0.shape[0]
     entries = _all_entries(P) if entries is None else [tuple(int(x) for x in e)
                                                        for e in entries]
-    Kn = np.asarray(K0, np.float64)
     for a, b in entries:
         if not (0 <= a < P and 0 <= b < P):
             raise ValueError(f"entry {(a, b)} out of range for a {P} x {P} kernel")
-        if a != b:
-            blk2 = Kn[np.ix_([a, b], [a, b])]
-            if np.linalg.eigvalsh(blk2)[0] <= _SINGULAR * blk2.diagonal().max():
-                raise FieldresInputError(
-                    f"inputs {a} and {b} are identical or opposite up to scale (their 2 x 2 "
-                    f"block of K0 is singular): the finite-width walk method needs it "
-                    f"invertible; drop one of the two inputs")
+    check_pairs_invertible(K0, [e for e in entries if e[0] != e[1]])
 
     lo = rho_star_entries(K0, depth, hyper, activation, entries=entries, rho_range=rho_range)
     r0 = np.asarray(lo.rho_star)
