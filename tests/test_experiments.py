@@ -136,9 +136,13 @@ def test_cli_defaults(tmp_path, monkeypatch, capsys):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("experiments_path")
 def test_fig_rho_star_width_data_fake_cifar(tmp_path):
-    """rho*(N) against N on (fake) CIFAR-10: per-entry shifts, averages, the MC points."""
+    """rho*(N) against N on (fake) CIFAR-10: per-entry shifts, averages, the MC points.
+
+    Slow: the smoke preset compiles the walk NLO routine for two depths and both kinds
+    (~290 s on the loaded shared 2-core machine, mostly compilation)."""
     fieldres.write_fake_cifar10(tmp_path / "data")
     _, data = _run("fig_rho_star_width_data", tmp_path / "out", "--data-dir",
                    str(tmp_path / "data"))
