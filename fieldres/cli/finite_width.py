@@ -173,8 +173,9 @@ def _print_rho_star_width(result) -> None:
     print(f"  finite width N = {N} (1/N theory; rho*(N) = rho*(inf) exp(c / N) per entry, "
           f"averaged like rho*):")
     for kind, d in result["finite_width"].items():
-        what = (f"{d['n_entries']} inputs" if kind == "diagonal"
-                else f"{d['n_entries']} pairs")
+        n = d["n_entries"]
+        what = (f"{n} input{'s' * (n != 1)}" if kind == "diagonal"
+                else f"{n} pair{'s' * (n != 1)}")
         label = "diagonal    " if kind == "diagonal" else "off-diagonal"
         if d["rho_star_N"] is None:
             print(f"    {label} ({what}): {d['status']}")
