@@ -175,3 +175,22 @@ def test_nlo_response_on_data_pair_against_monte_carlo(tmp_path, entry, width, n
           f"LO {float(c0):.6f}")
     assert abs(m - pred) < 3 * se, (m, pred, se)
     assert abs(m - float(c0)) > 3 * se  # the infinite-width response is rejected
+
+
+def test_rho_star_width_warns_of_long_runs(capsys, monkeypatch):
+    """Many pairs at a large depth: one warning line with the time estimate first."""
+    import fieldres.finite_width as fw
+
+    def stop(*a, **k):
+        raise RuntimeError("stopped after the warning")
+
+    monkeypatch.setattr(fw, "rho_star_width_entries", stop)
+    from types import SimpleNamespace
+
+    from fieldres.cli.finite_width import _rho_star_width
+
+    args = SimpleNamespace(width=100, depth=100, activation="erf", rho_min=1e-3, rho_max=1e2)
+    with pytest.raises(RuntimeError, match="stopped"):
+        _rho_star_width(args, Hyper(), np.eye(20) * 0.05)
+    err = capsys.readouterr().err
+    assert "190 pairs at depth 100" in err and "min" in err

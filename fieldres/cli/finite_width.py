@@ -111,6 +111,14 @@ def _rho_star_width(args, hyper, K0) -> dict:
 
     N = args.width
     P = K0.shape[0]
+    n_pairs = P * (P - 1) // 2
+    # measured (docs/finite_width.md): ~0.25 L CPU seconds per pair after compilation
+    est = 0.25 * args.depth * n_pairs / 2.0
+    if est > 60.0:
+        from ._common import warn
+
+        warn(f"rho*(N) for {n_pairs} pairs at depth {args.depth} takes about "
+             f"{est / 60:.0f} min on 2 cores (fewer --n-inputs or a smaller --depth is faster)")
     res = rho_star_width_entries(K0, args.depth, hyper, args.activation,
                                  rho_range=(args.rho_min, args.rho_max))
     summ = res.summary(N)

@@ -414,7 +414,7 @@ def register(sub) -> None:
                    help="seed of the image selection (default 0)")
     s.add_argument("--width", "-N", type=int, default=None,
                    help="also report rho*(N) at this finite width for every input and pair "
-                        "(1/N theory, N >= 2; ~1 min per pair at L = 100, see docs)")
+                        "(1/N theory, N >= 2; ~2 s per pair at L = 10, ~20 s at L = 100)")
     s.set_defaults(func=cmd_rho_star, check=check_rho_star)
 
     s = sub.add_parser("scaling", help="rho*(L) over depths and the fitted exponents (Fig. 4c)")
