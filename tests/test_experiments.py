@@ -134,3 +134,34 @@ def test_cli_defaults(tmp_path, monkeypatch, capsys):
         "a": [1.0, None],
         "b": 2.0,
     }
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("experiments_path")
+def test_fig_rho_star_width_data_fake_cifar(tmp_path):
+    """rho*(N) against N on (fake) CIFAR-10: per-entry shifts, averages, the MC points.
+
+    Slow: the smoke preset compiles the walk NLO routine for two depths and both kinds
+    (~290 s on the loaded shared 2-core machine, mostly compilation)."""
+    fieldres.write_fake_cifar10(tmp_path / "data")
+    _, data = _run("fig_rho_star_width_data", tmp_path / "out", "--data-dir",
+                   str(tmp_path / "data"))
+    p = data["parameters"]
+    assert p["P"] == 3 and p["K0_mean_diag"] == pytest.approx(0.05, rel=1e-6)
+    W = np.asarray(data["widths"])
+    for ln in data["lines"]:
+        assert ln["entries"] == [[0, 0], [1, 1], [2, 2], [0, 1], [0, 2], [1, 2]]
+        r0, c = np.asarray(ln["rho_star_inf"]), np.asarray(ln["shift"])
+        for kind, sl in (("diagonal", slice(0, 3)), ("offdiagonal", slice(3, 6))):
+            d = ln[kind]
+            rel = np.asarray(d["relative_shift"])
+            assert rel.shape == W.shape and d["n_used"] == d["n_entries"]
+            assert d["rho_star_inf"] == pytest.approx(r0[sl].mean(), rel=1e-12)
+            # the 1/N law of the average: N (rhobar*(N)/rhobar*(inf) - 1) -> the rho*-weighted
+            # mean of the per-entry c as N -> inf (N = 1e4: O(c^2/N) = 1e-4 relative)
+            cbar = float(np.sum(r0[sl] * c[sl]) / np.sum(r0[sl]))
+            assert W[-1] * rel[-1] == pytest.approx(cbar, rel=1e-3, abs=1e-6)
+    mc = data["monte_carlo"]
+    assert mc is not None and len(mc["points"]) == 1
+    q = mc["points"][0]
+    assert q["se"] > 0 and abs(q["z_nlo"]) < 4

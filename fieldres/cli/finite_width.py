@@ -100,58 +100,103 @@ def _print_nlo_text(result, title, se=False):
             print(f"      {labels[i]:>16} {vals}")
 
 
+# --- rho-star --width: rho*(N) for every input and pair of K0 (issue 14) ---------------
 def _rho_star_width(args, hyper, K0) -> dict:
-    """rho*(inf) and rho*(N) to O(1/N) for input 0 and the pair (0, 1) (``rho-star --width``).
+    """rho*(inf) and rho*(N) to O(1/N) for every diagonal entry and every pair of K0
+    (``rho-star --width``), averaged over the inputs and over the pairs as the leading-order
+    rho* is.
 
-    Where the 1/N correction is not small (``|chi_1 / N| >= |chi_inf|`` or
-    ``|ln rho*(N) - ln rho*(inf)| >= 1``) the expansion does not hold at this width:
-    ``rho_star_N`` is null and ``status`` says so.
+    An entry counts only where its 1/N correction is small (``|chi_1 / N| < |chi_inf|`` and
+    ``|ln rho*(N) - ln rho*(inf)| < 1``); where no entry of a kind qualifies, its
+    ``rho_star_N`` is null and ``status`` says why.
     """
-    from fieldres.finite_width import rho_star_width
+    from fieldres.finite_width import rho_star_width_entries
 
-    out = {"width": args.width}
-    entries = [("diagonal", (0, 0))] + ([("offdiagonal", (0, 1))] if K0.shape[0] > 1 else [])
+    N = args.width
+    P = K0.shape[0]
+    n_pairs = P * (P - 1) // 2
+    # measured (docs/finite_width.md): ~0.25 L CPU seconds per pair after compilation
+    est = 0.25 * args.depth * n_pairs / 2.0
+    if est > 60.0:
+        from ._common import warn
+
+        warn(f"rho*(N) for {n_pairs} pairs at depth {args.depth} takes about "
+             f"{est / 60:.0f} min on 2 cores (fewer --n-inputs or a smaller --depth is faster)")
+    res = rho_star_width_entries(K0, args.depth, hyper, args.activation,
+                                 rho_range=(args.rho_min, args.rho_max))
+    summ = res.summary(N)
+    valid = res.valid(N)
+    rN = res.rho_star(N)
+    out = {"width": N}
     detail = {}
-    for kind, entry in entries:
-        r = rho_star_width(K0, args.depth, float(args.width), hyper, args.activation,
-                           entry=entry, rho_range=(args.rho_min, args.rho_max))
-        N = args.width
-        rho_N = _finite_or_none(r.rho_star)
-        status = "ok" if rho_N is not None else "no optimum at leading order"
-        c0, c1, sh = (_finite_or_none(x) for x in (r.chi_inf, r.chi_1, r.shift))
-        if rho_N is not None and (c0 is None or c1 is None or sh is None
-                                  or abs(c1 / N) >= abs(c0) or abs(sh / N) >= 1.0):
-            status = (f"the 1/N correction is not small at N = {N} (chi_1/N = "
-                      f"{(c1 or float('nan')) / N:.3g} vs chi_inf = {c0}, ln-shift "
-                      f"{(sh or float('nan')) / N:.3g}): the expansion does not hold; use a "
-                      f"larger --width")
-            rho_N = None
-        out[f"rho_star_{kind}_N"] = rho_N
+    for kind, diag in (("diagonal", True), ("offdiagonal", False)):
+        sel = [k for k, (a, b) in enumerate(res.entries) if (a == b) == diag]
+        d = summ[kind]
+        if not sel:
+            status = "needs at least two inputs (P >= 2) for an off-diagonal response"
+        elif d["n_valid"] == d["n_entries"]:
+            status = "ok"
+        else:
+            k = next(k for k in sel if not valid[k])
+            a, b = res.entries[k]
+            why = ("no optimum at leading order" if int(res.status[k]) != 0 else
+                   f"the 1/N correction is not small at N = {N} (chi_1/N = "
+                   f"{float(res.chi_1[k]) / N:.3g} vs chi_inf = {float(res.chi_inf[k]):.4g}, "
+                   f"ln-shift {float(res.shift[k]) / N:.3g}): the expansion does not hold; "
+                   f"use a larger --width")
+            status = (f"ok for {d['n_valid']} of {d['n_entries']} entries; entry {(a, b)}: "
+                      f"{why}" if d["n_valid"] else f"entry {(a, b)}: {why}")
+        out[f"rho_star_{kind}_N"] = d["rho_star_N"]
+
+        def per(x, only_valid=False, sel=sel):
+            return [None if (only_valid and not valid[k]) else _finite_or_none(x[k])
+                    for k in sel]
+
+        c0 = np.asarray(res.chi_inf)
+        c1 = np.asarray(res.chi_1)
+        vs = np.asarray([k for k in sel if valid[k]], int)
         detail[kind] = {
-            "entry": list(entry),
-            "rho_star_inf": _finite_or_none(r.rho_star_inf),
-            "rho_star_N": rho_N,
-            "log_shift_times_N": sh,
-            "chi_out_inf": c0,
-            "chi_out_1": c1,
-            "chi_out_max_N": None if rho_N is None else _finite_or_none(
-                r.chi_inf + r.chi_1 / N),
+            "n_entries": d["n_entries"],
+            "n_valid": d["n_valid"],
+            "entries": [list(res.entries[k]) for k in sel],
+            "rho_star_inf": d["rho_star_inf"],
+            "rho_star_inf_valid": d["rho_star_inf_same"],
+            "rho_star_N": d["rho_star_N"],
+            "shift": (None if d["rho_star_N"] is None
+                      else d["rho_star_N"] - d["rho_star_inf_same"]),
+            "log_shift_times_N": d["log_shift_times_N"],
+            "chi_out_inf": float(c0[vs].mean()) if len(vs) else None,
+            "chi_out_1": float(c1[vs].mean()) if len(vs) else None,
+            "chi_out_max_N": d["chi_out_max_N"],
+            "rho_star_inf_per_entry": per(np.asarray(res.rho_star_inf)),
+            "rho_star_N_per_entry": per(rN, True),
+            "log_shift_times_N_per_entry": per(np.asarray(res.shift)),
+            "chi_out_1_per_entry": per(c1),
             "status": status,
         }
     out["finite_width"] = detail
+    out["finite_width_inputs"] = P
     return out
 
 
 def _print_rho_star_width(result) -> None:
     N = result["width"]
-    print(f"  finite width N = {N} (1/N theory; rho*(N) = rho*(inf) exp(c / N)):")
+    print(f"  finite width N = {N} (1/N theory; rho*(N) = rho*(inf) exp(c / N) per entry, "
+          f"averaged like rho*):")
     for kind, d in result["finite_width"].items():
+        n = d["n_entries"]
+        what = (f"{n} input{'s' * (n != 1)}" if kind == "diagonal"
+                else f"{n} pair{'s' * (n != 1)}")
+        label = "diagonal    " if kind == "diagonal" else "off-diagonal"
         if d["rho_star_N"] is None:
-            print(f"    {kind} {tuple(d['entry'])}: {d['status']}")
+            print(f"    {label} ({what}): {d['status']}")
             continue
-        print(f"    {kind} {tuple(d['entry'])}: rho*(inf) = {d['rho_star_inf']:.9f}, "
-              f"rho*(N) = {d['rho_star_N']:.9f} (c = {d['log_shift_times_N']:.4g}); "
-              f"max chi_out = {d['chi_out_inf']:.6g} {d['chi_out_1']:+.4g}/N")
+        extra = "" if d["status"] == "ok" else f"  [{d['status']}]"
+        print(f"    {label} ({what}): rho*(inf) = {d['rho_star_inf_valid']:.9f}, "
+              f"rho*(N) = {d['rho_star_N']:.9f}, shift {d['shift']:+.3e} "
+              f"(c = {d['log_shift_times_N']:.4g}); max chi_out = {d['chi_out_inf']:.6g} "
+              f"{d['chi_out_1']:+.4g}/N{extra}")
+# --- end rho-star --width ---------------------------------------------------------------
 
 
 def cmd_nlo(args) -> int:

@@ -95,7 +95,8 @@ and also returns covariances between different layers. The conditional
 Gaussianity of the outputs turns the output-kernel covariance into the output prior's
 fourth cumulant (:meth:`FiniteWidth.output_prior`). :func:`chi_out_nlo` differentiates the
 NLO mean output kernel with respect to :math:`K^{(0)}` and :func:`rho_star_width` gives
-:math:`\rho^*(N)`. :func:`simulate_nlo` measures the same statistics in finite networks.
+:math:`\rho^*(N)` (:func:`rho_star_width_entries`: for every entry and pair of ``K0``).
+:func:`simulate_nlo` measures the same statistics in finite networks.
 The derivation for general ``P`` is in ``docs/finite_width.md``.
 """
 
@@ -104,6 +105,8 @@ from .moments import bvn_excess as bvn_excess
 from .nlo import WidthOptimum as WidthOptimum
 from .nlo import chi_out_nlo as chi_out_nlo
 from .nlo import rho_star_width as rho_star_width
+from .nlo_entries import WidthOptima as WidthOptima
+from .nlo_entries import rho_star_width_entries as rho_star_width_entries
 from .result import FiniteWidth as FiniteWidth
 from .single import SingleInputNLO as SingleInputNLO
 from .single import finite_width_single as finite_width_single
@@ -113,10 +116,12 @@ __all__ = [
     "FiniteWidth",
     "SingleInputNLO",
     "WidthOptimum",
+    "WidthOptima",
     "SimulatedNLO",
     "bvn_excess",
     "chi_out_nlo",
     "rho_star_width",
+    "rho_star_width_entries",
     "simulate_nlo",
     "finite_width",
     "finite_width_single",
