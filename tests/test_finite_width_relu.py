@@ -463,4 +463,4 @@ def test_cli_rho_star_width_relu_has_no_optimum(capsys):
                                  "--width", "100", "--k0", "0.5"])
     assert code == 1 and "increases monotonically" in d["status_diagonal"]
     fw = d["finite_width"]["diagonal"]
-    assert fw["rho_star_N"] is None and fw["status"] == "no optimum at leading order"
+    assert fw["rho_star_N"] is None and "no optimum at leading order" in fw["status"]

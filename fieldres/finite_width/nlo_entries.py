@@ -264,7 +264,7 @@ def rho_star_width_entries(
                                                        for e in entries]
     for a, b in entries:
         if not (0 <= a < P and 0 <= b < P):
-            raise ValueError(f"entry {(a, b)} out of range for a {P} x {P} kernel")
+            raise FieldresInputError(f"entry {(a, b)} out of range for a {P} x {P} kernel")
     check_pairs_invertible(K0, [e for e in entries if e[0] != e[1]])
 
     lo = rho_star_entries(K0, depth, hyper, activation, entries=entries, rho_range=rho_range)
