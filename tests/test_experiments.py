@@ -56,6 +56,7 @@ def test_fig4_reference_table(tmp_path):
     assert rho[np.argmax(curve)] == pytest.approx(0.326509, rel=0.06)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("experiments_path")
 def test_fig2_theory_matches_simulation(tmp_path):
     _, data = _run("fig2_resnet_vs_ffnet", tmp_path)

@@ -202,6 +202,7 @@ def test_erf_inner_hessian_is_derivative_of_value():
     assert float(val) == pytest.approx(ref, abs=1e-13)
 
 
+@pytest.mark.slow
 def test_erf_closed_form_route_equals_generic_quadrature():
     """Closed-form inner integrals (erf) = 2-D Gauss--Hermite inner integrals (erf by
     quadrature), all P = 2 entries, covariances and shifts."""

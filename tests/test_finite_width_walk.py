@@ -84,7 +84,7 @@ def _brute_force_pair(act, K0, K1, deg=50):
     return Xi, Y
 
 
-@pytest.mark.parametrize("activation", ["tanh", "erf"])
+@pytest.mark.parametrize("activation", [pytest.param("tanh", marks=pytest.mark.slow), "erf"])
 def test_walk_cross_layer_moments_against_brute_force(activation):
     """One step of the walk, P = 2: X^(1) = a Xi^(0,1) and the mean-shift source
     e^(1)_ab = (a/2) sum_{cd, kl} Y^(0,1)[kl, ab, c, d] (with the full P^2 response) against
@@ -109,12 +109,12 @@ def test_walk_cross_layer_moments_against_brute_force(activation):
 
 CONVERGENCE = [
     ("erf", np.array([[1.0, 0.95], [0.95, 1.0]]), 50, 0.2),
-    ("erf", np.array([[0.05, 0.01], [0.01, 0.08]]), 200, 0.1),
+    pytest.param("erf", np.array([[0.05, 0.01], [0.01, 0.08]]), 200, 0.1, marks=pytest.mark.slow),
     ("erf", np.array([[5.0, -2.0], [-2.0, 3.0]]), 8, 2.0),
     ("erf", np.array([[1.0, 0.9999], [0.9999, 1.0]]), 10, 0.3),
     ("erf", np.array([[1.0, -0.9], [-0.9, 1.2]]), 8, 0.7),
-    ("tanh", np.array([[0.5, 0.3], [0.3, 0.8]]), 50, 0.2),
-    ("tanh", np.array([[10.0]]), 10, 0.3),
+    pytest.param("tanh", np.array([[0.5, 0.3], [0.3, 0.8]]), 50, 0.2, marks=pytest.mark.slow),
+    pytest.param("tanh", np.array([[10.0]]), 10, 0.3, marks=pytest.mark.slow),
 ]
 
 
@@ -132,6 +132,7 @@ def test_default_grid_converged(activation, K0, depth, rho):
     assert max(err.values()) < 1e-11, (n, err)
 
 
+@pytest.mark.slow
 def test_walk_tanh_close_to_pairs():
     """tanh, P = 2: the pairs method with finer rules moves towards the walk result."""
     kw = dict(K0=K2, rho=0.5, depth=3, hyper=HYPER, activation="tanh")
