@@ -30,10 +30,10 @@ def _max_rel(a, b, names=STATS):
 # unchanged with 160 / 96).
 @pytest.mark.parametrize("K0,rho,residual,cross_layer,pairs_rules", [
     (K2, 0.5, True, True, {}),
-    (np.array([[0.5]]), 0.3, True, True, {}),
+    pytest.param(np.array([[0.5]]), 0.3, True, True, {}, marks=pytest.mark.slow),
     (np.array([[1.0, -0.9], [-0.9, 1.2]]), 0.7, True, True, dict(degree=128, n_theta=40)),
-    (K2, 0.5, False, True, {}),
-    (K2, 0.5, True, False, {}),
+    pytest.param(K2, 0.5, False, True, {}, marks=pytest.mark.slow),
+    pytest.param(K2, 0.5, True, False, {}, marks=pytest.mark.slow),
 ])
 def test_walk_equals_pairs_erf(K0, rho, residual, cross_layer, pairs_rules):
     """erf: every same-layer statistic, all layers, walk = pairs (relative to the scale)."""
@@ -84,7 +84,8 @@ def _brute_force_pair(act, K0, K1, deg=50):
     return Xi, Y
 
 
-@pytest.mark.parametrize("activation", [pytest.param("tanh", marks=pytest.mark.slow), "erf"])
+@pytest.mark.slow
+@pytest.mark.parametrize("activation", ["tanh", "erf"])
 def test_walk_cross_layer_moments_against_brute_force(activation):
     """One step of the walk, P = 2: X^(1) = a Xi^(0,1) and the mean-shift source
     e^(1)_ab = (a/2) sum_{cd, kl} Y^(0,1)[kl, ab, c, d] (with the full P^2 response) against
@@ -110,9 +111,9 @@ def test_walk_cross_layer_moments_against_brute_force(activation):
 CONVERGENCE = [
     ("erf", np.array([[1.0, 0.95], [0.95, 1.0]]), 50, 0.2),
     pytest.param("erf", np.array([[0.05, 0.01], [0.01, 0.08]]), 200, 0.1, marks=pytest.mark.slow),
-    ("erf", np.array([[5.0, -2.0], [-2.0, 3.0]]), 8, 2.0),
+    pytest.param("erf", np.array([[5.0, -2.0], [-2.0, 3.0]]), 8, 2.0, marks=pytest.mark.slow),
     ("erf", np.array([[1.0, 0.9999], [0.9999, 1.0]]), 10, 0.3),
-    ("erf", np.array([[1.0, -0.9], [-0.9, 1.2]]), 8, 0.7),
+    pytest.param("erf", np.array([[1.0, -0.9], [-0.9, 1.2]]), 8, 0.7, marks=pytest.mark.slow),
     pytest.param("tanh", np.array([[0.5, 0.3], [0.3, 0.8]]), 50, 0.2, marks=pytest.mark.slow),
     pytest.param("tanh", np.array([[10.0]]), 10, 0.3, marks=pytest.mark.slow),
 ]

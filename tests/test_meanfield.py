@@ -199,7 +199,7 @@ def test_cli_edge_of_chaos(capsys, tmp_path):
     assert d["phase"] == "no fixed point"
 
 
-@pytest.mark.parametrize("activation", ["tanh", "erf"])
+@pytest.mark.parametrize("activation", [pytest.param("tanh", marks=pytest.mark.slow), "erf"])
 def test_critical_point_is_critical_not_a_failure(activation):
     """At sigma_w,crit^2 (chi_1 = 1) the fixed points exist and xi_c diverges (issue 11).
 

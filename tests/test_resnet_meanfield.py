@@ -252,6 +252,7 @@ def test_deep_tanh_network_against_theory():
 # ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_optimal_sigma_v2_scales_as_one_over_depth():
     """tanh FRN, sigma_a = 0: the contour log chi0/chiL = const has sigma_v^2 ~ 1/L."""
     depths = [100, 400]

@@ -223,6 +223,7 @@ def test_bad_positions_and_batch_size():
         sampling.SGLD(logprior, loglik, (X, y), batch_size=100)
 
 
+@pytest.mark.slow
 def test_float32_chains_stay_float32():
     """blackjax's noise is float64 under x64; the driver keeps float32 runs in float32."""
     X, y, _, _ = _problem()
@@ -233,6 +234,7 @@ def test_float32_chains_stay_float32():
         assert r.traces.dtype == np.float32 and r.positions.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_chains_are_sharded_over_devices():
     """With two (virtual CPU) devices the chain axis is split and results are unchanged."""
     code = textwrap.dedent("""
@@ -284,6 +286,7 @@ def test_nuts_with_window_adaptation_matches_exact_posterior():
     assert np.all(np.diag(se_cov) < 0.1 * np.diag(Sigma) / 4)
 
 
+@pytest.mark.slow
 def test_nuts_resume_after_warmup_reproduces_the_chain(tmp_path):
     X, y, _, _ = _problem()
     pos = jax.random.normal(jax.random.key(1), (4, D))

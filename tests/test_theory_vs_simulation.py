@@ -16,7 +16,7 @@ K0 = jnp.array([[0.30, 0.12], [0.12, 0.25]])
 RHO, L, N = 0.5, 8, 400
 
 
-@pytest.mark.parametrize("act", ["erf", "tanh", "relu"])
+@pytest.mark.parametrize("act", ["erf", pytest.param("tanh", marks=pytest.mark.slow), "relu"])
 def test_kernel_trajectory_matches_simulation(act):
     theory = fr.resnet_kernels(K0, RHO, L, activation=act)
     sim = simulate_kernels(jax.random.PRNGKey(1), K0, rho=RHO, depth=L, width=N,

@@ -163,6 +163,7 @@ def test_cli_train_smoke_json(capsys, fake_dir):
     assert d["seconds"] > 0
 
 
+@pytest.mark.slow
 def test_cli_train_text_and_options(capsys, fake_dir):
     code, out, err = run(capsys, "train", "--data-dir", str(fake_dir), "--n-train", "20",
                          "--n-test", "20", "--depth", "2", "--width", "8", "--steps", "20",
